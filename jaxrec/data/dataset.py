@@ -1,0 +1,67 @@
+"""The in-memory dataset every reader returns, and the split helpers they share."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+from jaxrec.data.features import Feature
+
+LABELS = "labels"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Encoded train/valid/test splits plus the resolved feature specs.
+
+    Attributes:
+      name: dataset name (for logs).
+      features: specs with `vocab_size` resolved; the model's embedding layer is built
+        from them.
+      splits: split name -> column dict. Each column is a numpy array with leading dim
+        N_split: int32 ids `[N]` / `[N, L]`, float32 `[N]`, int32 lengths `[N]`, and
+        float32 labels `[N]` (or `[N, T]`) under `LABELS`.
+      group_key: the column GAUC groups by (e.g. 'user_id'), or None.
+    """
+
+    name: str
+    features: tuple[Feature, ...]
+    splits: Mapping[str, Mapping[str, np.ndarray]]
+    group_key: str | None = None
+
+    def num_rows(self, split: str) -> int:
+        return len(self.splits[split][LABELS])
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"no feature {name!r} in dataset {self.name!r}; features: {[f.name for f in self.features]}")
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
+        pos = float(np.mean(self.splits["train"][LABELS]))
+        return f"{self.name}: {sizes}; {len(self.features)} features; train positive rate {pos:.3f}"
+
+
+def random_split(num_rows: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
+    """Row indices of a seeded random train/valid/test split.
+
+    Uses `numpy.random.default_rng(seed).permutation(num_rows)` and cuts it at the cumulative
+    fractions, so `(0.8, 0.1, 0.1)` with seed 2024 on 100,000 rows is exactly the default
+    MovieLens split.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions {fractions} must be non-negative and sum to 1")
+    perm = np.random.default_rng(seed).permutation(num_rows)
+    a = int(round(fractions[0] * num_rows))
+    b = a + int(round(fractions[1] * num_rows))
+    return {"train": perm[:a], "valid": perm[a:b], "test": perm[b:]}
+
+
+def take(columns: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `idx` of every column."""
+    return {k: np.asarray(v)[idx] for k, v in columns.items()}

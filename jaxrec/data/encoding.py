@@ -1,0 +1,240 @@
+"""Turns raw columns into the id / float arrays a model eats, as the feature specs say.
+
+`fit(features, train_columns)` learns vocabularies on the train split only and returns the
+specs with `vocab_size` resolved; `encode(features, vocabs, columns)` applies them to any
+split. Both work on numpy column dicts, so every reader (MovieLens, Criteo, CSV/Parquet)
+shares them. Hashing is stable across runs and machines (splitmix64 for integers, BLAKE2b
+for strings), never Python's salted `hash`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Callable, Mapping
+
+import numpy as np
+
+from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, lengths_key
+from jaxrec.errors import DataError
+
+RowLocator = Callable[[int], str]  # row index -> "file:line" for error messages
+
+
+def _default_where(i: int) -> str:
+    return f"row {i}"
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """Stable 64-bit mix of integer ids `[...]` -> uint64 `[...]` (Steele et al., SplitMix64)."""
+    z = np.asarray(x).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def stable_hash(values: np.ndarray) -> np.ndarray:
+    """Stable uint64 hash of integer or string values `[N]` -> `[N]`."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return splitmix64(values.astype(np.int64).view(np.uint64))
+    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
+    digests = np.array(
+        [int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") for u in uniq],
+        dtype=np.uint64,
+    )
+    return digests[inverse]
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "OUS":
+        return np.array([v is None or v == "" or (isinstance(v, float) and np.isnan(v)) for v in values.tolist()])
+    return np.zeros(values.shape, bool)
+
+
+def _as_tokens(values: np.ndarray) -> np.ndarray:
+    """Normalises a raw column to a searchable numpy array (int64 or unicode)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        filled = np.where(np.isnan(values), 0, values)
+        if np.all(filled == np.round(filled)):
+            return filled.astype(np.int64)
+        return values.astype(str)
+    return np.array(["" if v is None else str(v) for v in values.tolist()])
+
+
+def _split_sequences(values: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw list-valued column `[N]` -> flat tokens `[T]` and per-row counts `[N]`."""
+    lists = []
+    for v in np.asarray(values, dtype=object).tolist():
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v == "":
+            lists.append([])
+        elif isinstance(v, str):
+            lists.append(v.split(sep))
+        else:
+            lists.append(list(v))
+    counts = np.array([len(x) for x in lists], np.int64)
+    flat = [t for x in lists for t in x]
+    return _as_tokens(np.array(flat, dtype=object) if flat else np.zeros(0, np.int64)), counts
+
+
+def _fit_vocab(tokens: np.ndarray, min_count: int) -> np.ndarray:
+    tokens = tokens[~_missing_mask(tokens)] if tokens.dtype.kind in "OUS" else tokens
+    uniq, counts = np.unique(tokens, return_counts=True)
+    return uniq[counts >= min_count]
+
+
+def _lookup(vocab: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    if len(vocab) == 0 or len(tokens) == 0:
+        return np.zeros(len(tokens), np.int32)
+    if vocab.dtype.kind != tokens.dtype.kind:  # e.g. ints in train, strings elsewhere
+        vocab, tokens = vocab.astype(str), tokens.astype(str)
+    pos = np.clip(np.searchsorted(vocab, tokens), 0, len(vocab) - 1)
+    return np.where(vocab[pos] == tokens, pos + 1, 0).astype(np.int32)
+
+
+def _ids(feature: Categorical | Sequence, vocab, tokens: np.ndarray, where: RowLocator, rows: np.ndarray) -> np.ndarray:
+    if feature.encoding == "vocab":
+        return _lookup(vocab, tokens)
+    if feature.encoding == "hash":
+        ids = (stable_hash(tokens) % np.uint64(feature.hash_buckets - 1)).astype(np.int64) + 1
+        if tokens.dtype.kind in "OUS":
+            ids[_missing_mask(tokens)] = 0
+        return ids.astype(np.int32)
+    # identity: the column already holds ids; anything outside [0, vocab_size) is an error.
+    if tokens.dtype.kind not in "iu":
+        raise DataError(f"feature {feature.name!r}: encoding='identity' needs integer ids, got {tokens.dtype}")
+    bad = np.flatnonzero((tokens < 0) | (tokens >= feature.vocab_size))
+    if len(bad):
+        i = bad[0]
+        raise DataError(
+            f"{where(int(rows[i]))}: feature {feature.name!r} has id {int(tokens[i])} outside "
+            f"[0, {feature.vocab_size}) (encoding='identity', hashing off); raise vocab_size or use encoding='hash'"
+        )
+    return tokens.astype(np.int32)
+
+
+def _check(feature: Feature) -> None:
+    if isinstance(feature, Numeric):
+        return
+    if feature.encoding == "hash" and not (feature.hash_buckets and feature.hash_buckets >= 2):
+        raise DataError(f"feature {feature.name!r}: encoding='hash' needs hash_buckets >= 2")
+    if feature.encoding == "identity" and not feature.vocab_size:
+        raise DataError(f"feature {feature.name!r}: encoding='identity' needs vocab_size")
+    if feature.encoding not in ("vocab", "hash", "identity"):
+        raise DataError(f"feature {feature.name!r}: unknown encoding {feature.encoding!r}")
+
+
+def _column(columns: Mapping[str, np.ndarray], feature: Feature) -> np.ndarray:
+    if feature.source not in columns:
+        raise DataError(f"feature {feature.name!r} reads column {feature.source!r}, which is not in the data; columns: {sorted(columns)}")
+    return np.asarray(columns[feature.source])
+
+
+def fit(features: tuple[Feature, ...], train: Mapping[str, np.ndarray]) -> tuple[tuple[Feature, ...], dict[str, np.ndarray]]:
+    """Learns vocabularies from the train split.
+
+    Args:
+      features: specs, `vocab_size` possibly unresolved.
+      train: raw train columns, each `[N]`.
+    Returns:
+      (features with `vocab_size` set, {feature name: sorted vocabulary array}); vocab
+      id of `vocab[k]` is `k + 1`, id 0 is out-of-vocabulary.
+    """
+    resolved, vocabs = [], {}
+    for f in features:
+        _check(f)
+        if isinstance(f, Numeric):
+            resolved.append(f)
+            continue
+        if f.encoding == "vocab":
+            raw = _column(train, f)
+            tokens = _split_sequences(raw, f.separator)[0] if isinstance(f, Sequence) else _as_tokens(raw)
+            vocabs[f.name] = _fit_vocab(tokens, f.min_count)
+            f = dataclasses.replace(f, vocab_size=len(vocabs[f.name]) + 1)
+        elif f.encoding == "hash":
+            f = dataclasses.replace(f, vocab_size=f.hash_buckets)
+        resolved.append(f)
+    return tuple(resolved), vocabs
+
+
+def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
+    try:
+        x = raw.astype(np.float64)
+    except ValueError:
+        for i, v in enumerate(raw.tolist()):
+            try:
+                float("nan" if v in (None, "") else v)
+            except ValueError:
+                raise DataError(f"{where(i)}: feature {f.name!r} expects a number, got {v!r}") from None
+        raise
+    missing = ~np.isfinite(x)
+    x = np.where(missing, 0.0, x)
+    if f.transform == "log1p":
+        x = np.log1p(np.maximum(x, 0.0))
+    elif f.transform == "log_square":
+        x = np.where(x > 2, np.floor(np.log(np.maximum(x, 1.0)) ** 2), x)
+    if f.boundaries is not None:
+        ids = np.digitize(x, np.asarray(f.boundaries)) + 1
+        return np.where(missing, 0, ids).astype(np.int32)
+    return np.where(missing, f.fill_value, x).astype(np.float32)
+
+
+def encode(
+    features: tuple[Feature, ...],
+    vocabs: Mapping[str, np.ndarray],
+    columns: Mapping[str, np.ndarray],
+    where: RowLocator | None = None,
+) -> dict[str, np.ndarray]:
+    """Encodes raw columns `[N]` with fitted specs.
+
+    Returns a dict: categorical and bucketized numeric -> int32 `[N]`; sequences -> int32
+    `[N, max_len]` plus int32 lengths `[N]` under `lengths_key(name)`; numeric -> float32 `[N]`.
+    `where(i)` names row i in errors (e.g. "ratings.csv:17").
+    """
+    where = where or _default_where
+    out: dict[str, np.ndarray] = {}
+    for f in features:
+        raw = _column(columns, f)
+        if isinstance(f, Numeric):
+            out[f.name] = _numeric(f, raw, where)
+        elif isinstance(f, Categorical):
+            out[f.name] = _ids(f, vocabs.get(f.name), _as_tokens(raw), where, np.arange(len(raw)))
+        else:
+            tokens, counts = _split_sequences(raw, f.separator)
+            rows = np.repeat(np.arange(len(raw)), counts)
+            ids = _ids(f, vocabs.get(f.name), tokens, where, rows)
+            out[f.name], out[lengths_key(f.name)] = pack_sequences(ids, counts, f.max_len, f.truncate)
+    return out
+
+
+def pack_sequences(flat: np.ndarray, counts: np.ndarray, max_len: int, truncate: str = "head") -> tuple[np.ndarray, np.ndarray]:
+    """Flat ids `[T]` with per-row counts `[N]` -> padded `[N, max_len]` int32 and lengths `[N]`.
+
+    Rows longer than `max_len` keep their first (`truncate='head'`) or last ('tail') tokens.
+    """
+    n = len(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    lengths = np.minimum(counts, max_len)
+    offset = np.where(counts > max_len, counts - max_len, 0) if truncate == "tail" else np.zeros(n, np.int64)
+    pos = np.arange(max_len)[None, :]
+    src = starts[:, None] + offset[:, None] + pos
+    valid = pos < lengths[:, None]
+    padded = np.where(valid, flat[np.where(valid, src, 0)] if len(flat) else 0, 0)
+    return padded.astype(np.int32), lengths.astype(np.int32)
+
+
+def check_binary_labels(labels: np.ndarray, where: RowLocator | None = None, field: str = "label") -> np.ndarray:
+    """Validates labels `[N]` are in {0, 1}; returns float32 `[N]`. Errors name the first bad row."""
+    where = where or _default_where
+    y = np.asarray(labels, dtype=np.float64)
+    bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{where(i)}: {field} = {labels[i]!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all)")
+    return y.astype(np.float32)

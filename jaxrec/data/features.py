@@ -1,0 +1,147 @@
+"""Feature specs: small frozen dataclasses that describe how a raw column becomes model input.
+
+Three kinds, one per input shape:
+
+* `Categorical`  -> int32 ids `[B]`.
+* `Sequence`     -> int32 ids `[B, max_len]` (0-padded) plus lengths `[B]` under
+                    `lengths_key(name)`; multi-hot fields (genres) and behaviour sequences.
+* `Numeric`      -> float32 `[B]`, or, with `boundaries`, bucket ids `[B]` (then it is
+                    embedded like a categorical field).
+
+Ids: row 0 of every table means "unknown": a value not seen in train (vocab encoding),
+a missing value (hash encoding), or padding (sequences). `vocab_size` is the number of
+embedding rows including row 0; it is filled in when the encoders are fitted on the train
+split (`jaxrec.data.encoding.fit`), or given up front for `encoding='identity'` (columns that
+already hold integer ids in `[0, vocab_size)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Union
+
+Encoding = Literal["vocab", "hash", "identity"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """One categorical token per row.
+
+    Attributes:
+      name: feature name, the key in the batch dict.
+      column: raw column it is read from (default: `name`).
+      encoding: 'vocab' (vocabulary from the train split, OOV -> 0), 'hash' (stable hash
+        into `hash_buckets` ids, 0 = missing) or 'identity' (ints already in range).
+      hash_buckets: number of ids for 'hash'.
+      min_count: 'vocab' keeps values seen at least this often in train.
+      vocab_size: embedding rows incl. row 0; required for 'identity', else resolved by fit.
+      group: name of a shared embedding table (features with the same group share rows).
+    """
+
+    name: str
+    column: str | None = None
+    encoding: Encoding = "vocab"
+    hash_buckets: int | None = None
+    min_count: int = 1
+    vocab_size: int | None = None
+    group: str | None = None
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+    """A variable-length list of tokens per row (multi-hot field or behaviour sequence).
+
+    Raw values are strings joined by `separator` (or lists). Longer lists keep their
+    first `max_len` tokens (`truncate='head'`) or their last (`'tail'`, for histories).
+    `combiner` is how the embedding layer pools the tokens: 'mean', 'sum', or None to
+    keep the `[B, L, D]` sequence for attention models.
+    """
+
+    name: str
+    max_len: int
+    column: str | None = None
+    separator: str = "|"
+    encoding: Encoding = "vocab"
+    hash_buckets: int | None = None
+    min_count: int = 1
+    vocab_size: int | None = None
+    group: str | None = None
+    combiner: Literal["mean", "sum"] | None = "mean"
+    truncate: Literal["head", "tail"] = "head"
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Numeric:
+    """A real-valued column.
+
+    `transform` is applied first ('log1p', or 'log_square' = floor(log(x)^2) for x > 2, the
+    usual Criteo integer transform); missing values become `fill_value`. With `boundaries`
+    the value is bucketized into ids 1..len(boundaries)+1 (0 = missing) and embedded like a
+    categorical field; without, it is fed as a float.
+    """
+
+    name: str
+    column: str | None = None
+    transform: Literal["none", "log1p", "log_square"] = "none"
+    fill_value: float = 0.0
+    boundaries: tuple[float, ...] | None = None
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self.boundaries is None else len(self.boundaries) + 2
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.boundaries is not None
+
+
+Feature = Union[Categorical, Sequence, Numeric]
+KINDS = {"categorical": Categorical, "sequence": Sequence, "numeric": Numeric}
+
+
+def lengths_key(name: str) -> str:
+    """Batch key of the lengths array `[B]` of a `Sequence` feature."""
+    return f"{name}_length"
+
+
+def is_embedded(feature: Feature) -> bool:
+    """True for features that look up an embedding table (ids), False for float inputs."""
+    return not isinstance(feature, Numeric) or feature.is_sparse
+
+
+def from_dict(d: dict, where: str = "dataset.features") -> Feature:
+    """Builds a feature spec from a config dict `{'type': 'categorical', 'name': ..., ...}`.
+
+    Raises ConfigError naming `where` and the bad key, so a user's config typo is caught.
+    """
+    from jaxrec.errors import ConfigError
+
+    d = dict(d)
+    kind = d.pop("type", "categorical")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: unknown feature type {kind!r}; expected one of {sorted(KINDS)}")
+    cls = KINDS[kind]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for a {kind} feature; valid: {sorted(fields)}")
+    if "name" not in d:
+        raise ConfigError(f"{where}: every feature needs a 'name'")
+    if "boundaries" in d and d["boundaries"] is not None:
+        d["boundaries"] = tuple(float(b) for b in d["boundaries"])
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
