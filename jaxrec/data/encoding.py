@@ -65,17 +65,20 @@ def _as_tokens(values: np.ndarray) -> np.ndarray:
         if np.all(filled == np.round(filled)):
             return filled.astype(np.int64)
         return values.astype(str)
-    return np.array(["" if v is None else str(v) for v in values.tolist()])
+    items = values.tolist()
+    if items and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+        return np.array(items, np.int64)
+    return np.array(["" if v is None else str(v) for v in items])
 
 
 def _split_sequences(values: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
     """Raw list-valued column `[N]` -> flat tokens `[T]` and per-row counts `[N]`."""
     lists = []
     for v in np.asarray(values, dtype=object).tolist():
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v == "":
+        if isinstance(v, str):
+            lists.append(v.split(sep) if v else [])
+        elif v is None or (isinstance(v, float) and np.isnan(v)):
             lists.append([])
-        elif isinstance(v, str):
-            lists.append(v.split(sep))
         else:
             lists.append(list(v))
     counts = np.array([len(x) for x in lists], np.int64)
@@ -164,6 +167,8 @@ def fit(features: tuple[Feature, ...], train: Mapping[str, np.ndarray]) -> tuple
 
 
 def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
+    if raw.dtype.kind in "OUS":
+        raw = np.array([np.nan if v is None or v == "" else v for v in raw.tolist()], dtype=object)
     try:
         x = raw.astype(np.float64)
     except ValueError:
@@ -236,5 +241,5 @@ def check_binary_labels(labels: np.ndarray, where: RowLocator | None = None, fie
     bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{where(i)}: {field} = {labels[i]!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all)")
+        raise DataError(f"{where(i)}: {field} = {np.asarray(labels)[i].item()!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all)")
     return y.astype(np.float32)

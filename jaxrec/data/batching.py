@@ -1,0 +1,70 @@
+"""Seeded host-side batching: numpy in, numpy out.
+
+Training runs many steps per compiled call, so batches come stacked: a *chunk* is K
+consecutive batches as arrays `[K, B, ...]`. The epoch's row order is a pure function of
+`(seed, epoch)`, so the same seed gives the same batches and a resumed run picks up at any
+step without replaying the ones before it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+import numpy as np
+
+
+def epoch_order(num_rows: int, seed: int, epoch: int) -> np.ndarray:
+    """Row permutation `[num_rows]` of one epoch; depends only on (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(num_rows)
+
+
+def steps_per_epoch(num_rows: int, batch_size: int) -> int:
+    """Full batches per epoch (the ragged tail is dropped; a new order each epoch covers it)."""
+    return num_rows // batch_size
+
+
+def train_chunks(
+    columns: Mapping[str, np.ndarray],
+    batch_size: int,
+    steps_per_call: int,
+    seed: int,
+    epoch: int,
+    start_step: int = 0,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yields `(first_step_in_epoch, chunk)` for one shuffled epoch.
+
+    Chunk k holds steps `[k*K, min((k+1)*K, S))` of the epoch as arrays `[K_k, B, ...]`;
+    `start_step` (a multiple of K) skips the chunks before it, for resuming.
+    """
+    n = len(next(iter(columns.values())))
+    total = steps_per_epoch(n, batch_size)
+    if total == 0:
+        raise ValueError(f"train split has {n} rows, fewer than one batch of {batch_size} (train.batch_size)")
+    if start_step % steps_per_call:
+        raise ValueError(f"start_step {start_step} is not a multiple of steps_per_call {steps_per_call}")
+    order = epoch_order(n, seed, epoch)
+    for first in range(start_step, total, steps_per_call):
+        k = min(steps_per_call, total - first)
+        idx = order[first * batch_size:(first + k) * batch_size]
+        yield first, {name: col[idx].reshape((k, batch_size) + col.shape[1:]) for name, col in columns.items()}
+
+
+def eval_chunks(columns: Mapping[str, np.ndarray], batch_size: int, steps_per_call: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """Yields `(chunk, num_valid)` covering every row once, in order.
+
+    Each chunk is `[K, B, ...]`; the last one is zero-padded, and `num_valid` says how many
+    of its `K*B` rows are real, so metrics are computed over the exact split.
+    """
+    n = len(next(iter(columns.values())))
+    per_call = batch_size * steps_per_call
+    for start in range(0, n, per_call):
+        stop = min(start + per_call, n)
+        k = -(-(stop - start) // batch_size)
+        chunk = {}
+        for name, col in columns.items():
+            part = col[start:stop]
+            pad = k * batch_size - len(part)
+            if pad:
+                part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
+            chunk[name] = part.reshape((k, batch_size) + col.shape[1:])
+        yield chunk, stop - start

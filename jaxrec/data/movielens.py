@@ -1,0 +1,185 @@
+"""MovieLens-100K in the GroupLens layout, as the default jaxrec CTR task.
+
+The task (`shared/specs/movielens-task.md`): the 100,000 lines of `u.data` in file order,
+joined with `u.user` and `u.item`; split `perm = default_rng(2024).permutation(100000)`,
+train = perm[:80000], valid = perm[80000:90000], test = perm[90000:]; label rating >= 4;
+ten categorical fields with vocabularies from train (0 = not seen in train). The
+`genres` variant adds the multi-hot field of all genre flags.
+
+Where the data comes from, in order: the `data_dir` argument, `$JAXREC_DATA_DIR/ml-100k`,
+then `~/.cache/jaxrec/ml-100k`, downloaded there from the official URL and checked
+against the published MD5 if missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from jaxrec.data import encoding
+from jaxrec.data.dataset import LABELS, Dataset, random_split, take
+from jaxrec.data.features import Categorical, Sequence
+from jaxrec.errors import DataError
+
+URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+ZIP_MD5 = "0e33842e24a9c977be4e0107933c0723"  # published at URL + ".md5"
+U_DATA_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
+FILES = ("u.data", "u.user", "u.item", "u.genre")
+FIELDS = ("user_id", "item_id", "age_bucket", "gender", "occupation", "zip_prefix",
+          "release_year", "genre_first", "hour", "weekday")
+AGE_EDGES = (18, 25, 35, 45, 50, 56)
+AGE_NAMES = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+MAX_GENRES = 6  # the most genre flags any ml-100k movie has
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxrec"
+
+
+def download(dest: str | os.PathLike | None = None) -> Path:
+    """Downloads and unpacks ml-100k into `dest` (default `~/.cache/jaxrec`); returns the
+    `ml-100k` folder. Checks the archive's MD5 and `u.data`'s SHA-256."""
+    dest = Path(dest or default_cache_dir())
+    try:
+        with urllib.request.urlopen(URL, timeout=30) as r:
+            blob = r.read()
+    except OSError as e:
+        raise DataError(
+            f"could not download MovieLens-100K from {URL} ({e}). This machine may be offline: "
+            f"put a copy of the GroupLens ml-100k folder somewhere and pass "
+            f"--config.dataset.data_dir=/path/to/ml-100k or set JAXREC_DATA_DIR=/path/containing/ml-100k"
+        ) from None
+    if hashlib.md5(blob).hexdigest() != ZIP_MD5:
+        raise DataError(f"{URL}: MD5 {hashlib.md5(blob).hexdigest()} != published {ZIP_MD5}; refusing a changed archive")
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        z.extractall(dest)
+    return dest / "ml-100k"
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
+    """Resolves the ml-100k folder (see module docstring); DataError if absent or incomplete."""
+    if data_dir is not None:
+        candidates = [Path(data_dir)]
+    else:
+        candidates = [Path(os.environ["JAXREC_DATA_DIR"]) / "ml-100k"] if "JAXREC_DATA_DIR" in os.environ else []
+        candidates.append(default_cache_dir() / "ml-100k")
+    for d in candidates:
+        if d.is_dir():
+            missing = [f for f in FILES if not (d / f).is_file()]
+            if missing:
+                raise DataError(f"MovieLens data dir {d} lacks {missing}; expected the GroupLens ml-100k layout ({', '.join(FILES)})")
+            empty = [f for f in FILES if (d / f).stat().st_size == 0]
+            if empty:
+                raise DataError(f"MovieLens data dir {d}: file(s) {empty} are empty")
+            return d
+    if data_dir is not None:
+        raise DataError(f"MovieLens data dir {data_dir} does not exist (dataset.data_dir); point it at the GroupLens ml-100k folder")
+    if not allow_download:
+        raise DataError(f"MovieLens-100K not found in {[str(c) for c in candidates]}")
+    return download()
+
+
+def _read_rows(path: Path, sep: str, ncols: int, encoding_: str = "utf-8") -> list[list[str]]:
+    rows = []
+    with open(path, encoding=encoding_) as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line:
+                continue
+            parts = line.split(sep)
+            if len(parts) != ncols:
+                raise DataError(f"{path}:{lineno}: expected {ncols} {sep!r}-separated fields, got {len(parts)}: {line[:80]!r}")
+            rows.append(parts)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _ints(path: Path, rows: list[list[str]], col: int, name: str, skip_blank: bool = False) -> np.ndarray:
+    out = np.empty(len(rows), np.int64)
+    for i, r in enumerate(rows):
+        try:
+            out[i] = int(r[col])
+        except ValueError:
+            raise DataError(f"{path}: row {i + 1}: field {name!r} = {r[col]!r} is not an integer") from None
+    return out
+
+
+def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """Reads and joins the GroupLens files into raw columns, one entry per `u.data` line.
+
+    Returns columns `[100000]`: the ten FIELDS (strings or ints), 'rating' (int),
+    'timestamp' (int) and 'genres' (object array of genre-name lists).
+    """
+    d = find_data_dir(data_dir)
+    ratings = _read_rows(d / "u.data", "\t", 4)
+    cols = {n: _ints(d / "u.data", ratings, i, n) for i, n in enumerate(("user_id", "item_id", "rating", "timestamp"))}
+    genre_names = [r[0] for r in _read_rows(d / "u.genre", "|", 2)]
+
+    users = {}
+    for r in _read_rows(d / "u.user", "|", 5):
+        age = int(r[1])
+        users[int(r[0])] = (AGE_NAMES[int(np.searchsorted(AGE_EDGES, age, side="right"))], r[2], r[3], r[4][:2])
+    items = {}
+    for r in _read_rows(d / "u.item", "|", 5 + len(genre_names), encoding_="latin-1"):
+        m = re.search(r"\((\d{4})\)\s*$", r[1])
+        flags = [g for g, f in zip(genre_names, r[5:]) if f == "1"]
+        items[int(r[0])] = (m.group(1) if m else "unk", flags[0] if flags else "unknown", flags)
+
+    for lineno, (u, it) in enumerate(zip(cols["user_id"], cols["item_id"]), 1):
+        if u not in users or it not in items:
+            which = f"user {u} not in u.user" if u not in users else f"item {it} not in u.item"
+            raise DataError(f"{d / 'u.data'}:{lineno}: {which}")
+    ufeat = [users[u] for u in cols["user_id"]]
+    ifeat = [items[i] for i in cols["item_id"]]
+    for k, name in enumerate(("age_bucket", "gender", "occupation", "zip_prefix")):
+        cols[name] = np.array([f[k] for f in ufeat])
+    cols["release_year"] = np.array([f[0] for f in ifeat])
+    cols["genre_first"] = np.array([f[1] for f in ifeat])
+    genres = np.empty(len(ifeat), dtype=object)
+    genres[:] = [f[2] for f in ifeat]
+    cols["genres"] = genres
+    ts = cols["timestamp"]
+    cols["hour"] = (ts // 3600) % 24
+    cols["weekday"] = (ts // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    return cols
+
+
+def features(variant: str = "default") -> tuple:
+    """The feature specs of the task: ten categorical fields (+ multi-hot `genres`)."""
+    fs = tuple(Categorical(n) for n in FIELDS)
+    if variant == "genres":
+        return fs + (Sequence("genres", max_len=MAX_GENRES, combiner="mean"),)
+    if variant != "default":
+        raise DataError(f"dataset.variant={variant!r}: expected 'default' or 'genres'")
+    return fs
+
+
+def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024) -> Dataset:
+    """The default MovieLens-100K CTR task (see module docstring) as a `Dataset`.
+
+    Args:
+      data_dir: the GroupLens `ml-100k` folder (None: env / cache / download).
+      variant: 'default' (ten fields) or 'genres' (plus multi-hot genres, max_len 6).
+      split_seed: seed of the row permutation (2024 is the reference split).
+    Returns:
+      Dataset with splits of 80,000 / 10,000 / 10,000 rows, labels = rating >= 4,
+      grouped by `user_id` for GAUC.
+    """
+    raw = read_raw(data_dir)
+    idx = random_split(len(raw["rating"]), (0.8, 0.1, 0.1), split_seed)
+    specs, vocabs = encoding.fit(features(variant), take(raw, idx["train"]))
+    splits = {}
+    for name, rows in idx.items():
+        part = take(raw, rows)
+        enc = encoding.encode(specs, vocabs, part, where=lambda i, rows=rows: f"u.data:{int(rows[i]) + 1}")
+        enc[LABELS] = (part["rating"] >= 4).astype(np.float32)
+        splits[name] = enc
+    return Dataset(name=f"movielens100k{'' if variant == 'default' else '_' + variant}", features=specs, splits=splits, group_key="user_id")

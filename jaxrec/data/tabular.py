@@ -1,0 +1,307 @@
+"""Any CSV or Parquet table, described by feature specs in a config -> `Dataset`.
+
+Format: one row per example, one column per raw field, plus a binary label column.
+
+* CSV (`.csv`, `.tsv`, `.txt`, optionally compressed, e.g. `.csv.gz`): the first line is a
+  header naming the columns; `delimiter` separates fields, `"` quotes them. Empty cells
+  are missing values; blank lines are skipped.
+* Parquet (`.parquet`, `.pq`): any column types; sequence columns may be lists or
+  separator-joined strings.
+
+Each feature dict of the config (`{'type': 'categorical' | 'sequence' | 'numeric', 'name':
+..., ...}`, see `jaxrec.data.features`) names the column it reads (`column`, default its
+`name`). Categorical and sequence values are read as text (so `42` in a CSV and `42` in a
+Parquet int column are the same value), numeric ones as float64, categorical features with
+`encoding='identity'` as integers. Vocabularies are fitted on the train split only.
+
+Example config entry (`dataset.features`):
+
+    [{'type': 'categorical', 'name': 'user_id', 'encoding': 'hash', 'hash_buckets': 100_000},
+     {'type': 'sequence', 'name': 'genres', 'max_len': 4, 'separator': '|'},
+     {'type': 'numeric', 'name': 'price', 'transform': 'log1p'}]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from jaxrec.data.dataset import LABELS, Dataset, random_split, take
+from jaxrec.data.encoding import RowLocator, check_binary_labels, encode, fit
+from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, from_dict, lengths_key
+from jaxrec.errors import ConfigError, DataError
+
+_CSV_EXTENSIONS = (".csv", ".tsv", ".txt")
+_PARQUET_EXTENSIONS = (".parquet", ".pq")
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+
+
+def load_tabular(
+    path: str,
+    *,
+    label: str,
+    features: list[dict],
+    format: str = "auto",
+    delimiter: str = ",",
+    valid_path: str | None = None,
+    test_path: str | None = None,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    split_seed: int = 2024,
+    group_key: str | None = None,
+    name: str = "tabular",
+) -> Dataset:
+    """Reads a CSV or Parquet file (or three, one per split) into an encoded `Dataset`.
+
+    Args:
+      path: the data file; the train split when `valid_path`/`test_path` are given.
+      label: name of the binary label column (values 0 / 1).
+      features: feature config dicts, each turned into a spec with
+        `jaxrec.data.features.from_dict`.
+      format: 'csv', 'parquet', or 'auto' (by each file's extension: .csv/.tsv/.txt ->
+        csv, .parquet/.pq -> parquet).
+      delimiter: CSV field separator (e.g. '\\t' for TSV).
+      valid_path, test_path: give both to use these files as the valid and test splits;
+        otherwise `path` is split at random.
+      split: train/valid/test fractions of the seeded random split of `path`.
+      split_seed: seed of that split.
+      group_key: name of a categorical feature to group by for GAUC (e.g. 'user_id'), or
+        None. Its encoded ids are the groups; with `encoding='vocab'` users unseen in train
+        all share id 0, so prefer 'hash' or 'identity' for it.
+      name: dataset name (for logs).
+
+    Returns:
+      `Dataset` whose splits hold, for N_split rows: categorical and bucketized numeric
+      features int32 `[N]`; sequence features int32 `[N, max_len]` plus int32 lengths `[N]`
+      under `lengths_key(name)`; numeric features float32 `[N]`; float32 labels `[N]` under
+      `LABELS`.
+
+    Raises:
+      ConfigError: a feature dict or an argument is invalid.
+      DataError: a file is missing, empty or malformed, lacks a column, or has a label
+        outside {0, 1}; the message names the file and line (CSV, 1-based, the header is
+        line 1) or row (Parquet, 0-based).
+    """
+    specs = tuple(from_dict(d, where=f"dataset.features[{i}]") for i, d in enumerate(features))
+    _check_config(specs, group_key, format, delimiter, valid_path, test_path)
+    types = _column_types(specs, label)
+
+    if valid_path is None:
+        try:
+            random_split(0, split, split_seed)  # validates the fractions before reading
+        except ValueError as e:
+            raise ConfigError(f"load_tabular: {e}") from None
+        columns, where = _read(path, format, delimiter, types)
+        labels = check_binary_labels(columns[label], where, field=f"label {label!r}")
+        rows = random_split(len(labels), split, split_seed)
+        raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx)) for s, idx in rows.items()}
+    else:
+        raw = {}
+        for s, p in (("train", path), ("valid", valid_path), ("test", test_path)):
+            columns, where = _read(p, format, delimiter, types)
+            raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where)
+
+    if len(raw["train"][1]) == 0:
+        raise DataError(f"{path}: the train split has no rows (split={split})")
+    specs, vocabs = fit(specs, raw["train"][0])
+    splits = {}
+    for s, (columns, labels, where) in raw.items():
+        splits[s] = encode(specs, vocabs, columns, where)
+        splits[s][LABELS] = labels
+    return Dataset(name=name, features=specs, splits=splits, group_key=group_key)
+
+
+def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path) -> None:
+    if not specs:
+        raise ConfigError("dataset.features: give at least one feature")
+    keys = [LABELS] + [f.name for f in specs] + [lengths_key(f.name) for f in specs if isinstance(f, Sequence)]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"dataset.features: duplicate feature / batch key(s) {duplicates} ({LABELS!r} is reserved for labels)")
+    if group_key is not None:
+        by_name = {f.name: f for f in specs}
+        if not isinstance(by_name.get(group_key), Categorical):
+            raise ConfigError(f"dataset.group_key: {group_key!r} must be the name of a categorical feature; features: {sorted(by_name)}")
+    if format not in ("auto", "csv", "parquet"):
+        raise ConfigError(f"dataset.format: must be 'auto', 'csv' or 'parquet', got {format!r}")
+    if len(delimiter) != 1:
+        raise ConfigError(f"dataset.delimiter: must be one character, got {delimiter!r}")
+    if (valid_path is None) != (test_path is None):
+        raise ConfigError("dataset: give both valid_path and test_path, or neither (then the file is split at random)")
+
+
+def _column_types(specs: tuple[Feature, ...], label: str) -> dict[str, str]:
+    """Raw column -> how it is read: 'text', 'int' (identity ids) or 'float'."""
+    kinds: dict[str, dict[str, str]] = {label: {"float": f"label {label!r}"}}
+    for f in specs:
+        if isinstance(f, Numeric):
+            kind = "float"
+        elif isinstance(f, Categorical) and f.encoding == "identity":
+            kind = "int"
+        else:
+            kind = "text"
+        kinds.setdefault(f.source, {})[kind] = f"feature {f.name!r}"
+    for column, users in kinds.items():
+        if len(users) > 1:
+            raise ConfigError(
+                f"dataset.features: column {column!r} is read as {' and as '.join(f'{k} (by {u})' for k, u in users.items())}; "
+                "a column can be read one way only (copy it under another name in the file)"
+            )
+    return {column: next(iter(users)) for column, users in kinds.items()}
+
+
+def _detect_format(path: str, format: str) -> str:
+    if format != "auto":
+        return format
+    stem = path.lower()
+    for ext in _COMPRESSED:
+        stem = stem.removesuffix(ext)
+    if stem.endswith(_CSV_EXTENSIONS):
+        return "csv"
+    if stem.endswith(_PARQUET_EXTENSIONS):
+        return "parquet"
+    raise ConfigError(f"{path}: cannot tell the format from the extension; set dataset.format to 'csv' or 'parquet'")
+
+
+def _read(path: str, format: str, delimiter: str, types: dict[str, str]) -> tuple[dict[str, np.ndarray], RowLocator]:
+    """Reads the columns named in `types` from one file -> ({column: [N]}, row locator)."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: the file is empty")
+    if _detect_format(path, format) == "csv":
+        table, where = _read_csv(path, delimiter, types), _csv_locator(path)
+    else:
+        table, where = _read_parquet(path, types), (lambda i: f"{path}: row {i} (0-based)")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows")
+    return {c: _to_numpy(table.column(c)) for c in types}, where
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """Column -> numpy `[N]`; a list column becomes an object array of Python lists (None = null)."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return column.to_numpy()
+    out = np.empty(len(column), dtype=object)
+    for i, value in enumerate(column.to_pylist()):
+        out[i] = value
+    return out
+
+
+def _read_csv(path: str, delimiter: str, types: dict[str, str]) -> pa.Table:
+    header = _csv_header(path, delimiter)
+    _check_columns(path, header, types, delimiter)
+    arrow = {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}
+    try:
+        return pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(types), column_types={c: arrow[k] for c, k in types.items()}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        raise _malformed_csv(path, delimiter, header, types, e) from None
+
+
+def _read_parquet(path: str, types: dict[str, str]) -> pa.Table:
+    try:
+        schema = pq.read_schema(path)
+        _check_columns(path, schema.names, types)
+        table = pq.read_table(path, columns=list(types))
+    except pa.ArrowException as e:
+        raise DataError(f"{path}: not a readable Parquet file: {e}") from None
+    columns = {}
+    for c, kind in types.items():
+        try:
+            columns[c] = _as_text(table.column(c)) if kind == "text" else table.column(c)
+        except pa.ArrowException:
+            raise DataError(f"{path}: column {c!r} of type {table.column(c).type} cannot be read as categorical text") from None
+    return pa.table(columns)
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Categorical / sequence Parquet column -> strings (lists of strings), as a CSV reads them."""
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column, t = column.cast(t.value_type), t.value_type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return column.cast(pa.list_(pa.string()))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return column
+    return column.cast(pa.string())
+
+
+def _check_columns(path: str, available: list[str], types: dict[str, str], delimiter: str | None = None) -> None:
+    missing = [c for c in types if c not in available]
+    if missing:
+        hint = ""
+        if delimiter is not None and len(available) == 1:
+            hint = f"; the header has a single column: is delimiter={delimiter!r} right?"
+        raise DataError(f"{path}: missing column(s) {missing}; the file has columns {list(available)}{hint}")
+
+
+def _text_lines(path: str):
+    """Yields (1-based line number, line without its line break) of a (maybe compressed) text file."""
+    with pa.input_stream(path, compression="detect") as stream:
+        for line_no, raw in enumerate(io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8-sig", errors="replace", newline=""), 1):
+            yield line_no, raw.rstrip("\n").rstrip("\r")
+
+
+def _csv_fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _csv_header(path: str, delimiter: str) -> list[str]:
+    for _, line in _text_lines(path):
+        return _csv_fields(line, delimiter)
+    raise DataError(f"{path}: the file is empty")
+
+
+def _csv_locator(path: str) -> RowLocator:
+    """Row index -> 'path:LINE'. Lines are counted on demand (only errors need them),
+    skipping the header and blank lines as pyarrow does."""
+
+    def where(row: int) -> str:
+        data_rows = (line_no for line_no, line in _text_lines(path) if line_no > 1 and line)
+        for i, line_no in enumerate(data_rows):
+            if i == row:
+                return f"{path}:{line_no}"
+        return f"{path}: row {row}"
+
+    return where
+
+
+def _sub_locator(where: RowLocator, rows: np.ndarray) -> RowLocator:
+    return lambda i: where(int(rows[i]))
+
+
+def _malformed_csv(path: str, delimiter: str, header: list[str], types: dict[str, str], error: Exception) -> DataError:
+    """pyarrow could not parse the CSV: re-reads it with the csv module to name the first bad line."""
+    position = {c: header.index(c) for c, k in types.items() if k != "text"}
+    for line_no, line in _text_lines(path):
+        if line_no == 1 or not line:
+            continue
+        fields = _csv_fields(line, delimiter)
+        if len(fields) != len(header):
+            return DataError(f"{path}:{line_no}: expected {len(header)} fields (as in the header), got {len(fields)}")
+        for column, i in position.items():
+            if not _parses(fields[i], types[column]):
+                want = "an integer id" if types[column] == "int" else "a number"
+                return DataError(f"{path}:{line_no}: column {column!r} expects {want} or nothing, got {fields[i]!r}")
+    return DataError(f"{path}: not a valid CSV file: {error}")
+
+
+def _parses(value: str, kind: str) -> bool:
+    if value in pacsv.ConvertOptions().null_values:
+        return True
+    try:
+        int(value) if kind == "int" else float(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,40 @@
+"""Model registry: complete models found by name (`config.model.name`).
+
+Contract: `model.apply(variables, batch, train=...) -> logits [B]`, where `variables` is
+`{'params': dense, 'embedding': tables}` (see `jaxrec.train.state.variables`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from jaxrec.errors import ConfigError
+from jaxrec.models.ctr.dcnv2 import DCNv2
+from jaxrec.models.ctr.deepfm import DeepFM
+from jaxrec.models.ctr.dnn import DNN
+from jaxrec.models.ctr.lr import LR
+
+MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2}
+
+
+def register(name: str, cls) -> None:
+    """Adds a model class to the registry so configs can name it."""
+    MODELS[name] = cls
+
+
+def model_options(name: str) -> set[str]:
+    """Config keys a model accepts: its dataclass fields, minus the ones the trainer fills."""
+    return {f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in ("features", "parent", "name")}
+
+
+def build_model(name: str, features: tuple, **kwargs):
+    """Instantiates model `name` over resolved feature specs; kwargs are its options."""
+    if name not in MODELS:
+        hint = difflib.get_close_matches(name, MODELS, n=1)
+        raise ConfigError(f"model.name={name!r} is not a known model{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {sorted(MODELS)}")
+    unknown = sorted(set(kwargs) - model_options(name))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]} for model {name!r}; valid: {sorted(model_options(name))}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return MODELS[name](features=tuple(features), **kwargs)

@@ -1,0 +1,27 @@
+"""Logistic regression over one-hot fields: logit = b + sum_f w_f[id_f].
+
+The weights are a width-1 embedding table per field (the shared embedding layer), so LR
+trains, shards and checkpoints like every other model.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxrec.data.features import Feature
+from jaxrec.embedding import EmbeddingLayer
+
+
+class LR(nn.Module):
+    """`batch -> logits [B]`."""
+
+    features: tuple[Feature, ...]
+    embed_init_std: float = 1e-4
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
+        w = EmbeddingLayer(self.features, dim=1, init_std=self.embed_init_std, name="linear")(batch)
+        return jnp.sum(w, axis=(1, 2)) + self.param("bias", nn.initializers.zeros, ())

@@ -1,0 +1,60 @@
+"""Reusable layers of the CTR models: MLP, factorization machine, DCNv2 cross network."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    """Dense -> activation (-> dropout) per hidden size; `[..., d_in] -> [..., hidden[-1]]`.
+
+    With `out_dim` set, a final linear layer maps to `out_dim` (no activation).
+    """
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    dropout: float = 0.0
+    out_dim: int | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        act = getattr(nn, self.activation)
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            x = act(x)
+            if self.dropout > 0:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        if self.out_dim is not None:
+            x = nn.Dense(self.out_dim)(x)
+        return x
+
+
+def fm_interaction(emb: jnp.ndarray) -> jnp.ndarray:
+    """Second-order FM term (Rendle 2010): sum_{i<j} <v_i, v_j> for field embeddings `[B, F, D]`.
+
+    Uses 0.5 * sum_d ((sum_i v_id)^2 - sum_i v_id^2); returns `[B]`.
+    """
+    square_of_sum = jnp.square(jnp.sum(emb, axis=1))
+    sum_of_square = jnp.sum(jnp.square(emb), axis=1)
+    return 0.5 * jnp.sum(square_of_sum - sum_of_square, axis=-1)
+
+
+class CrossNetV2(nn.Module):
+    """DCN-V2 cross network, matrix form (Wang et al., WWW 2021, "DCN V2", eq. 1):
+
+        x_{l+1} = x_0 * (W_l x_l + b_l) + x_l,   W_l in R^{d x d}
+
+    `[B, d] -> [B, d]`.
+    """
+
+    num_layers: int = 2
+
+    @nn.compact
+    def __call__(self, x0: jnp.ndarray) -> jnp.ndarray:
+        x = x0
+        for i in range(self.num_layers):
+            x = x0 * nn.Dense(x0.shape[-1], name=f"cross_{i}")(x) + x
+        return x

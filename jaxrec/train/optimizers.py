@@ -1,0 +1,81 @@
+"""Optax optimizers and learning-rate schedules built from a config section.
+
+A section looks like `{'name': 'adam', 'lr': 1e-3, 'schedule': 'constant', ...}`; see
+`OPTIMIZER_DEFAULTS` for every key.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import optax
+
+from jaxrec.errors import ConfigError
+
+OPTIMIZER_DEFAULTS = dict(
+    name="adam",          # adam | adamw | adagrad | sgd | rmsprop | ftrl-like 'lamb'
+    lr=1e-3,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    momentum=0.0,         # sgd
+    weight_decay=0.0,     # adamw / lamb: decoupled; others: L2 added to the gradient
+    grad_clip_norm=0.0,   # > 0: clip by global norm first
+    schedule="constant",  # constant | cosine | warmup_cosine | exponential | linear
+    warmup_steps=0,
+    decay_rate=0.5,       # exponential: lr * decay_rate ** (step / decay_steps)
+    decay_steps=1000,
+    end_lr_fraction=0.0,  # cosine / linear: final lr = lr * end_lr_fraction
+)
+
+
+def schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
+    """Learning-rate schedule `step -> lr` from a config section."""
+    lr, kind = float(cfg["lr"]), cfg["schedule"]
+    end = lr * float(cfg["end_lr_fraction"])
+    warm = int(cfg["warmup_steps"])
+    if kind == "constant":
+        base = optax.constant_schedule(lr)
+    elif kind == "cosine":
+        base = optax.cosine_decay_schedule(lr, max(total_steps - warm, 1), alpha=float(cfg["end_lr_fraction"]))
+    elif kind == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, max(warm, 1), max(total_steps, warm + 1), end)
+    elif kind == "exponential":
+        base = optax.exponential_decay(lr, int(cfg["decay_steps"]), float(cfg["decay_rate"]))
+    elif kind == "linear":
+        base = optax.linear_schedule(lr, end, max(total_steps - warm, 1))
+    else:
+        raise ConfigError(f"optimizer.schedule={kind!r}: expected constant, cosine, warmup_cosine, exponential or linear")
+    if warm > 0:
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), base], [warm])
+    return base
+
+
+def make_optimizer(cfg: Mapping, total_steps: int, where: str = "optimizer") -> optax.GradientTransformation:
+    """Optax transformation for a config section (`where` names it in errors)."""
+    unknown = sorted(set(cfg) - set(OPTIMIZER_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(OPTIMIZER_DEFAULTS)}")
+    cfg = {**OPTIMIZER_DEFAULTS, **cfg}
+    lr = schedule(cfg, total_steps)
+    name, wd = cfg["name"], float(cfg["weight_decay"])
+    if name == "adam":
+        tx = optax.adam(lr, b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"])
+    elif name == "adamw":
+        tx = optax.adamw(lr, b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"], weight_decay=wd)
+    elif name == "lamb":
+        tx = optax.lamb(lr, b1=cfg["b1"], b2=cfg["b2"], eps=cfg["eps"], weight_decay=wd)
+    elif name == "adagrad":
+        tx = optax.adagrad(lr, eps=cfg["eps"])
+    elif name == "rmsprop":
+        tx = optax.rmsprop(lr, eps=cfg["eps"], momentum=cfg["momentum"] or None)
+    elif name == "sgd":
+        tx = optax.sgd(lr, momentum=cfg["momentum"] or None)
+    else:
+        raise ConfigError(f"{where}.name={name!r}: expected adam, adamw, lamb, adagrad, rmsprop or sgd")
+    parts = []
+    if float(cfg["grad_clip_norm"]) > 0:
+        parts.append(optax.clip_by_global_norm(float(cfg["grad_clip_norm"])))
+    if wd > 0 and name not in ("adamw", "lamb"):
+        parts.append(optax.add_decayed_weights(wd))
+    return optax.chain(*parts, tx) if parts else tx
