@@ -1,0 +1,21 @@
+"""Datasets, feature specs, encoding and batching.
+
+`DATASETS` maps a config's `dataset.name` to its loader; each loader returns a `Dataset`.
+"""
+
+from jaxrec.data.criteo import load_criteo
+from jaxrec.data.dataset import LABELS, Dataset
+from jaxrec.data.features import Categorical, Numeric, Sequence
+from jaxrec.data.movielens import load_movielens_100k
+from jaxrec.data.synthetic import SyntheticSpec, load_synthetic
+from jaxrec.data.tabular import load_tabular
+
+DATASETS = {
+    "movielens100k": load_movielens_100k,
+    "criteo": load_criteo,
+    "tabular": load_tabular,
+    "synthetic": load_synthetic,
+}
+
+__all__ = ["DATASETS", "LABELS", "Dataset", "Categorical", "Numeric", "Sequence",
+           "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_synthetic", "load_tabular"]

@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxrec.data.features import Feature
+from jaxrec.data.features import Feature, Sequence, lengths_key
 
 LABELS = "labels"
 SPLITS = ("train", "valid", "test")
@@ -40,6 +40,16 @@ class Dataset:
             if f.name == name:
                 return f
         raise KeyError(f"no feature {name!r} in dataset {self.name!r}; features: {[f.name for f in self.features]}")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        """Columns a model batch needs: feature ids/values, sequence lengths, labels."""
+        keys = [f.name for f in self.features]
+        keys += [lengths_key(f.name) for f in self.features if isinstance(f, Sequence)]
+        return tuple(keys) + (LABELS,)
+
+    def columns(self, split: str) -> dict[str, np.ndarray]:
+        """The batch columns of `split` (extra columns such as ground truth left out)."""
+        return {k: self.splits[split][k] for k in self.batch_keys()}
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)

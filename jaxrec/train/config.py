@@ -1,0 +1,110 @@
+"""The experiment config: defaults, validation, and building the dataset and model from it.
+
+An experiment file in `configs/` defines `get_config()` returning `default_config()` with
+its changes. Every key a user can set is listed here (or, for `model.*` and `dataset.*`,
+is an option of the named model / dataset loader); anything else is an error that names
+the key and suggests the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+
+import ml_collections
+
+from jaxrec.errors import ConfigError
+from jaxrec.train.optimizers import OPTIMIZER_DEFAULTS
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """All trainer keys with their defaults (the reference MovieLens setup)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.dataset = ml_collections.ConfigDict({"name": "movielens100k"})
+    c.model = ml_collections.ConfigDict({"name": "deepfm"})
+    c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
+    # Embedding tables: their own optimizer (the "sparse" side of the TrainState).
+    c.sparse_optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
+    c.train = ml_collections.ConfigDict(dict(
+        batch_size=1024,
+        num_epochs=10,
+        steps_per_call=0,            # steps per compiled call; 0 = a whole epoch
+        eval_batch_size=8192,
+        eval_steps_per_call=16,
+        checkpoint_every_steps=0,    # 0 = at every epoch end only; else also mid-epoch
+        keep_checkpoints=2,
+        progress_bar=True,
+    ))
+    c.early_stopping = ml_collections.ConfigDict(dict(
+        metric="auc",                # any key of the valid metrics: auc, gauc, logloss
+        mode="max",                  # max | min
+        patience=2,                  # epochs without improvement before stopping (0 = off)
+        min_delta=0.0,
+    ))
+    c.eval_splits = ("valid", "test")
+    return c
+
+
+def _suggest(key: str, valid) -> str:
+    hint = difflib.get_close_matches(key.split(".")[-1], [v.split(".")[-1] for v in valid], n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def _check_section(section, defaults, prefix: str) -> None:
+    for key in section.keys():
+        if key not in defaults:
+            raise ConfigError(f"unknown config key {prefix}{key!r}{_suggest(key, list(defaults.keys()))}; "
+                              f"valid keys here: {sorted(defaults.keys())}")
+        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model"):
+            _check_section(section[key], defaults[key], f"{prefix}{key}.")
+
+
+def dataset_options(name: str) -> set[str]:
+    """Keyword arguments the loader of dataset `name` accepts."""
+    from jaxrec.data import DATASETS
+
+    return {p.name for p in inspect.signature(DATASETS[name]).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first unknown or invalid key."""
+    from jaxrec.data import DATASETS
+    from jaxrec.models import MODELS, model_options
+
+    _check_section(config, default_config(), "")
+    for sec, registry, options in (("dataset", DATASETS, dataset_options), ("model", MODELS, model_options)):
+        name = config[sec].get("name")
+        if name not in registry:
+            raise ConfigError(f"{sec}.name={name!r} is not known{_suggest(str(name), list(registry))}; known: {sorted(registry)}")
+        unknown = sorted(set(config[sec].keys()) - {"name"} - options(name))
+        if unknown:
+            k = unknown[0]
+            raise ConfigError(f"unknown config key '{sec}.{k}' for {sec} {name!r}{_suggest(k, sorted(options(name)))}; "
+                              f"valid: {sorted(options(name))}")
+    t, es = config.train, config.early_stopping
+    for key in ("batch_size", "num_epochs", "eval_batch_size", "eval_steps_per_call"):
+        if int(t[key]) < 1:
+            raise ConfigError(f"train.{key}={t[key]} must be >= 1")
+    if es.mode not in ("max", "min"):
+        raise ConfigError(f"early_stopping.mode={es.mode!r}: expected 'max' or 'min'")
+    for split in config.eval_splits:
+        if split not in ("train", "valid", "test"):
+            raise ConfigError(f"eval_splits contains {split!r}: expected train, valid or test")
+
+
+def build_dataset(config: ml_collections.ConfigDict):
+    """Loads the dataset named by `config.dataset`."""
+    from jaxrec.data import DATASETS
+
+    kwargs = {k: v for k, v in config.dataset.to_dict().items() if k != "name"}
+    return DATASETS[config.dataset.name](**kwargs)
+
+
+def build_model(config: ml_collections.ConfigDict, features: tuple):
+    """Instantiates `config.model` over the dataset's resolved features."""
+    from jaxrec.models import build_model as _build
+
+    kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+    return _build(config.model.name, features, **kwargs)

@@ -1,0 +1,261 @@
+"""The training loop: train, evaluate, early-stop, checkpoint and resume.
+
+`train_and_evaluate(config, workdir)` runs an experiment end to end and writes
+`<workdir>/metrics.json`; rerun on the same workdir it resumes from the latest checkpoint
+(mid-epoch included) and finishes with the same result as an uninterrupted run, because
+batches are a pure function of (seed, epoch, step) and checkpoints fall on chunk edges.
+
+Layout of a workdir: `config.json`, `checkpoints/`, `best/`, `tb/` (TensorBoard scalars),
+`metrics.json`, `profile/` (with `profile=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxrec.data import batching
+from jaxrec.data.dataset import LABELS, Dataset
+from jaxrec.errors import DataError, TrainingDiverged
+from jaxrec.train import config as config_lib
+from jaxrec.train import metrics as metrics_lib
+from jaxrec.train import state as state_lib
+from jaxrec.train.checkpointing import Checkpointer
+from jaxrec.train.optimizers import make_optimizer
+
+log = logging.getLogger("jaxrec")
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config: data, model, optimizers, compiled functions."""
+
+    config: ml_collections.ConfigDict
+    dataset: Dataset
+    model: Any
+    optimizers: state_lib.Optimizers
+    steps_per_epoch: int
+    steps_per_call: int
+    train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
+    predict: Any      # jitted (params, chunk) -> logits [K, B]
+
+    def init_state(self) -> state_lib.TrainState:
+        example = {k: v[:2] for k, v in self.dataset.columns("train").items()}
+        return state_lib.init_state(self.model, self.optimizers, example, int(self.config.seed))
+
+
+def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
+    """Validates `config` and builds the experiment (loads the dataset unless given)."""
+    config_lib.validate(config)
+    dataset = dataset or config_lib.build_dataset(config)
+    model = config_lib.build_model(config, dataset.features)
+    t = config.train
+    n_train = dataset.num_rows("train")
+    spe = batching.steps_per_epoch(n_train, int(t.batch_size))
+    if spe == 0:
+        raise DataError(f"train split has {n_train} rows, fewer than train.batch_size={t.batch_size}")
+    total = spe * int(t.num_epochs)
+    optimizers = state_lib.Optimizers(
+        dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"),
+        sparse=make_optimizer(config.sparse_optimizer.to_dict(), total, "sparse_optimizer"),
+    )
+    step = state_lib.make_train_step(model, optimizers)
+    return Experiment(
+        config=config, dataset=dataset, model=model, optimizers=optimizers, steps_per_epoch=spe,
+        steps_per_call=int(t.steps_per_call) or spe,
+        train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
+        predict=jax.jit(state_lib.make_predict(model)),
+    )
+
+
+def predict_split(exp: Experiment, params, split: str) -> np.ndarray:
+    """Logits `[N]` for every row of `split`, in order."""
+    cols = {k: v for k, v in exp.dataset.columns(split).items() if k != LABELS}
+    out = []
+    for chunk, n in batching.eval_chunks(cols, int(exp.config.train.eval_batch_size), int(exp.config.train.eval_steps_per_call)):
+        out.append(np.asarray(exp.predict(params, chunk)).reshape(-1)[:n])
+    return np.concatenate(out)
+
+
+def evaluate(exp: Experiment, params, split: str) -> dict[str, float]:
+    """Exact metrics (AUC, GAUC by the dataset's group key, logloss, ...) over a whole split."""
+    data = exp.dataset.splits[split]
+    groups = data[exp.dataset.group_key] if exp.dataset.group_key else None
+    return metrics_lib.binary_metrics(data[LABELS], predict_split(exp, params, split), groups)
+
+
+def _better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if best is None:
+        return not math.isnan(value)
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+class _Summaries:
+    """TensorBoard scalars (tensorboardX), a no-op if it cannot be created."""
+
+    def __init__(self, logdir: Path):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(logdir))
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, profile: bool = False,
+                       dataset: Dataset | None = None) -> dict:
+    """Trains with early stopping, then evaluates the best epoch; returns the metrics dict.
+
+    Resumes automatically from `<workdir>/checkpoints`. Writes `<workdir>/metrics.json`:
+    {'valid': {...}, 'test': {...}, 'best_epoch', 'epochs_run', 'stopped_early',
+    'train_examples_per_sec' (median over epochs after the first, compile excluded), 'history'}.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    exp = build(config, dataset)
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    t, es = config.train, config.early_stopping
+    bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
+    log.info("%s", exp.dataset.summary())
+
+    latest = Checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
+    best = Checkpointer(workdir / "best", keep=1)
+    state = exp.init_state()
+    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "epoch_seconds": [], "stopped": False}
+    if latest.latest_step() is not None:
+        state, meta = latest.restore(state)
+        log.info("resumed from %s at step %d", latest.directory, int(state.step))
+    summaries = _Summaries(workdir / "tb")
+    train_cols = exp.dataset.columns("train")
+    step = int(state.step)
+    last_saved = step
+    total_steps = spe * int(t.num_epochs)
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not t.progress_bar, dynamic_ncols=True)
+    profiling = False
+    try:
+        while step < total_steps and not meta["stopped"]:
+            epoch, offset = divmod(step, spe)
+            seconds = 0.0
+            for first, chunk in batching.train_chunks(train_cols, bs, k, int(config.seed), epoch, start_step=offset):
+                if profile and not profiling and (epoch > 0 or first > 0 or total_steps <= k):
+                    jax.profiler.start_trace(str(workdir / "profile"))
+                    profiling = True
+                tic = time.perf_counter()
+                new_state, out = exp.train_steps(state, chunk)
+                losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
+                seconds += time.perf_counter() - tic
+                if profiling and profile is not None:
+                    jax.profiler.stop_trace()
+                    profile = None  # one traced call is enough
+                if not np.all(np.isfinite(losses)):
+                    bad = step + int(np.argmax(~np.isfinite(losses)))
+                    saved = latest.latest_step()
+                    raise TrainingDiverged(
+                        f"loss became {losses[~np.isfinite(losses)][0]} at step {bad} (epoch {epoch}); training stopped. "
+                        f"The last good checkpoint is kept: step {saved} in {latest.directory}" if saved is not None else
+                        f"loss became {losses[~np.isfinite(losses)][0]} at step {bad} (epoch {epoch}) before any checkpoint was written; "
+                        f"lower optimizer.lr or check the data")
+                state, step = new_state, step + len(losses)
+                bar.update(len(losses))
+                bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}", ex_per_s=f"{len(losses) * bs / max(seconds, 1e-9):,.0f}")
+                summaries.scalars("train", {"loss": float(losses.mean())}, step)
+                mid_epoch = step % spe != 0
+                if mid_epoch and int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
+                    latest.save(step, state, meta)
+                    last_saved = step
+            # Epoch end: validate, early-stopping bookkeeping, checkpoint.
+            epoch_time = seconds
+            valid = evaluate(exp, state.params, "valid")
+            value = valid[es.metric]
+            improved = _better(value, meta["best_value"], es.mode, float(es.min_delta))
+            if improved:
+                meta.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+                best.save(epoch, state.params, {"epoch": epoch, "valid": valid})
+            else:
+                meta["bad_epochs"] += 1
+            ex_s = spe * bs / epoch_time if offset == 0 else None  # resumed partial epochs are not timed
+            meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s})
+            if ex_s:
+                meta["epoch_seconds"].append(epoch_time)
+            summaries.scalars("valid", valid, step)
+            if ex_s:
+                summaries.scalars("train", {"examples_per_sec": ex_s}, step)
+            if int(es.patience) and meta["bad_epochs"] >= int(es.patience):
+                meta["stopped"] = True
+            latest.save(step, state, meta)
+            last_saved = step
+            log.info("epoch %d: valid %s=%.5f (best %.5f at epoch %s)%s", epoch, es.metric, value,
+                     meta["best_value"], meta["best_epoch"], "; early stop" if meta["stopped"] else "")
+    finally:
+        bar.close()
+        summaries.close()
+        if profiling and profile is not None:
+            jax.profiler.stop_trace()
+
+    best_params, best_meta = best.restore(state.params)
+    result = {split: evaluate(exp, best_params, split) for split in config.eval_splits}
+    speeds = [h["train_examples_per_sec"] for h in meta["history"][1:] if h["train_examples_per_sec"]]
+    result.update(
+        best_epoch=best_meta["epoch"],
+        epochs_run=len(meta["history"]),
+        stopped_early=bool(meta["stopped"]),
+        train_examples_per_sec=float(np.median(speeds)) if speeds else None,
+        steps=step,
+        history=meta["history"],
+        model=config.model.name,
+        dataset=exp.dataset.name,
+        seed=int(config.seed),
+    )
+    (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    summaries = _Summaries(workdir / "tb")
+    for split in config.eval_splits:
+        summaries.scalars(f"final_{split}", result[split], step)
+    summaries.close()
+    latest.close()
+    best.close()
+    return result
+
+
+def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with (`<workdir>/config.json`)."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: is {workdir} a jaxrec workdir (made by train.py)?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "best",
+                        config: ml_collections.ConfigDict | None = None, dataset: Dataset | None = None) -> dict:
+    """Evaluates the 'best' or 'latest' checkpoint of a workdir on `split`; returns metrics."""
+    workdir = Path(workdir)
+    config = config or load_config(workdir)
+    exp = build(config, dataset)
+    if split not in exp.dataset.splits:
+        raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")
+    state = exp.init_state()
+    if which == "best":
+        params, meta = Checkpointer(workdir / "best", keep=1).restore(state.params)
+        step_info = {"epoch": meta["epoch"]}
+    elif which == "latest":
+        state, _ = Checkpointer(workdir / "checkpoints").restore(state)
+        params, step_info = state.params, {"step": int(state.step)}
+    else:
+        raise ValueError(f"which={which!r}: expected 'best' or 'latest'")
+    return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, params, split)}
+
