@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""One-command set-up and run, needing only python3 (>= 3.11):
+
+    python3 dev.py train [train.py flags]   # default: DeepFM on MovieLens-100K
+    python3 dev.py test  [pytest flags]     # the whole test suite (what CI runs)
+
+Creates `.venv/` beside this file on first use and installs jaxrec into it (`pip install
+-e .[test]`); reinstalls when pyproject.toml changes. Then runs the command inside it.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"jaxrec needs Python >= 3.11; this is {sys.version.split()[0]}")
+    stamp = VENV / ".jaxrec-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing jaxrec and its dependencies (pip install -e .[test]) ...", flush=True)
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"])
+    stamp.write_text(want)
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "test"):
+        print(__doc__)
+        return 2
+    cmd, rest = sys.argv[1], sys.argv[2:]
+    ensure_env()
+    if cmd == "train":
+        if not any(a == "--config" or a.startswith("--config=") for a in rest):
+            rest = ["--config", str(ROOT / "configs/deepfm_movielens.py")] + rest
+        args = [str(PY), str(ROOT / "train.py")] + rest
+    else:
+        args = [str(PY), "-m", "pytest", str(ROOT / "tests"), "-q"] + rest
+    return subprocess.call(args, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

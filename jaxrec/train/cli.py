@@ -1,0 +1,163 @@
+"""Command-line entry points behind `train.py` and `eval.py` (no training logic here).
+
+    python train.py --config configs/deepfm_movielens.py --workdir runs/deepfm \
+        --config.optimizer.lr=3e-4 --config.dataset.data_dir=/data/ml-100k [--profile]
+    python eval.py --workdir runs/deepfm --split test [--checkpoint best|latest] [--output m.json]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+from jaxrec.errors import ConfigError, DataError, TrainingDiverged
+
+
+def _setup_logging() -> None:
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("jaxrec").setLevel(logging.INFO)
+
+
+def _fail(e: Exception) -> None:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load_config_file(path: str):
+    """Imports an experiment file and returns its `get_config()` ConfigDict."""
+    import importlib.util
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"--config {path}: the file defines no get_config()")
+    return module.get_config()
+
+
+def _parse_value(text: str, current):
+    import ast
+
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string, e.g. a path
+    return tuple(value) if isinstance(value, list) else value
+
+
+def apply_overrides(config, overrides: list[str]) -> None:
+    """Applies `--config.a.b=value` overrides in place, checking every key.
+
+    Keys must exist in the config, except options of the named model or dataset, which
+    may be added (they are checked against the model's / loader's signature).
+    """
+    from jaxrec.train.config import _suggest, validate
+
+    for arg in overrides:
+        m = re.fullmatch(r"--config\.([\w.]+)=(.*)", arg, flags=re.S)
+        if not m:
+            raise ConfigError(f"cannot parse {arg!r}; expected --config.section.key=value")
+        key, text = m.groups()
+        parts = key.split(".")
+        node = config
+        for i, part in enumerate(parts[:-1]):
+            if part not in node:
+                raise ConfigError(f"unknown config key 'config.{key}': {'.'.join(parts[:i]) or 'the config'} has no "
+                                  f"{part!r}; valid: {sorted(node.keys())}")
+            node = node[part]
+        leaf = parts[-1]
+        open_section = len(parts) == 2 and parts[0] in ("model", "dataset")
+        if leaf not in node and not open_section:
+            raise ConfigError(f"unknown config key 'config.{key}'{_suggest(leaf, list(node.keys()))}; valid keys in "
+                              f"{'.'.join(parts[:-1]) or 'the config'}: {sorted(node.keys())}")
+        try:
+            node[leaf] = _parse_value(text, node.get(leaf))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"--config.{key}={text!r}: {e}") from None
+    validate(config)
+
+
+def _parse_train(argv: list[str]):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="train.py", description="Train a jaxrec experiment.",
+                                     epilog="Override any config key with --config.section.key=value.")
+    parser.add_argument("--config", required=True, help="experiment config file (configs/*.py)")
+    parser.add_argument("--workdir", help="output dir (checkpoints, metrics.json, tb/); resumes if it has a checkpoint")
+    parser.add_argument("--profile", action="store_true", help="write a jax.profiler trace of one train call to <workdir>/profile")
+    overrides = [a for a in argv if a.startswith("--config.")]
+    args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+    config = load_config_file(args.config)
+    apply_overrides(config, overrides)
+    return args, config
+
+
+def train_main(argv: list[str] | None = None) -> dict:
+    """`train.py`: trains the config, prints and returns the final metrics."""
+    argv = list(sys.argv if argv is None else argv)
+    _setup_logging()
+    from jaxrec.train.loop import train_and_evaluate
+
+    try:
+        args, config = _parse_train(argv[1:])
+        workdir = args.workdir or f"runs/{config.model.name}_{config.dataset.name}_seed{config.seed}"
+        result = train_and_evaluate(config, workdir, profile=args.profile)
+    except (ConfigError, DataError, TrainingDiverged) as e:
+        _fail(e)
+    for split in config.eval_splits:
+        m = result[split]
+        gauc = f"  gauc {m['gauc']:.4f}" if "gauc" in m else ""
+        print(f"{split:5s} auc {m['auc']:.4f}  logloss {m['logloss']:.4f}{gauc}  (n={m['count']})")
+    speed = result["train_examples_per_sec"]
+    print(f"best epoch {result['best_epoch']} of {result['epochs_run']}; "
+          f"train {speed:,.0f} examples/s; metrics in {Path(workdir) / 'metrics.json'}" if speed else
+          f"best epoch {result['best_epoch']} of {result['epochs_run']}; metrics in {Path(workdir) / 'metrics.json'}")
+    return result
+
+
+def eval_main(argv: list[str] | None = None) -> dict:
+    """`eval.py`: evaluates a workdir's checkpoint on a split; prints and writes JSON."""
+    import argparse
+
+    argv = list(sys.argv if argv is None else argv)
+    _setup_logging()
+    from jaxrec.train.loop import evaluate_checkpoint, load_config
+
+    parser = argparse.ArgumentParser(prog="eval.py", description="Evaluate a checkpoint of a jaxrec workdir.")
+    parser.add_argument("--workdir", required=True, help="a workdir written by train.py")
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--checkpoint", default="best", choices=["best", "latest"])
+    parser.add_argument("--data_dir", help="override dataset.data_dir (data moved since training)")
+    parser.add_argument("--output", help="metrics JSON path (default <workdir>/eval_<checkpoint>_<split>.json)")
+    args = parser.parse_args(argv[1:])
+    try:
+        config = load_config(args.workdir)
+        if args.data_dir:
+            config.dataset.data_dir = args.data_dir
+        result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config)
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        _fail(e)
+    out = Path(args.output or Path(args.workdir) / f"eval_{args.checkpoint}_{args.split}.json")
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
