@@ -49,6 +49,31 @@ def train_chunks(
         yield first, {name: col[idx].reshape((k, batch_size) + col.shape[1:]) for name, col in columns.items()}
 
 
+def train_stream(
+    columns: Mapping[str, np.ndarray],
+    batch_size: int,
+    steps_per_call: int,
+    seed: int,
+    start_step: int,
+    total_steps: int,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yields `(global_step, chunk)` from `start_step` up to `total_steps`, across epochs.
+
+    The same chunks as `train_chunks` epoch after epoch; a chunk never crosses an epoch end,
+    so `global_step % steps_per_epoch` tells where an epoch starts. `start_step` must be a
+    chunk edge (a multiple of `steps_per_call` within its epoch).
+    """
+    n = len(next(iter(columns.values())))
+    spe = steps_per_epoch(n, batch_size)
+    if spe == 0:
+        raise ValueError(f"train split has {n} rows, fewer than one batch of {batch_size} (train.batch_size)")
+    epoch, offset = divmod(start_step, spe)
+    while epoch * spe < total_steps:
+        for first, chunk in train_chunks(columns, batch_size, steps_per_call, seed, epoch, start_step=offset):
+            yield epoch * spe + first, chunk
+        epoch, offset = epoch + 1, 0
+
+
 def eval_chunks(columns: Mapping[str, np.ndarray], batch_size: int, steps_per_call: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """Yields `(chunk, num_valid)` covering every row once, in order.
 

@@ -1,5 +1,5 @@
 """Embedding tables and lookup (see `layer.py`)."""
 
-from jaxrec.embedding.layer import EMBEDDING, EmbeddingLayer, pool
+from jaxrec.embedding.layer import EMBEDDING, STACKED, EmbeddingLayer, StackLayout, pool, table_name
 
-__all__ = ["EMBEDDING", "EmbeddingLayer", "pool"]
+__all__ = ["EMBEDDING", "STACKED", "EmbeddingLayer", "StackLayout", "pool", "table_name"]

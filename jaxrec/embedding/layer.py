@@ -1,31 +1,79 @@
 """The one embedding layer every model uses: feature specs in, `[B, F, D]` field embeddings out.
 
-Tables live in their own Flax variable collection, `EMBEDDING` ("sparse" side of the
-TrainState), apart from the dense `params`, so the trainer can update them with a different
-(row-wise, sparse) optimizer and later shard them by row. A table is created per feature,
-or per `group` when several features share one (e.g. a history and the target item).
+Tables live in their own Flax variable collection, `EMBEDDING` (the "sparse" side of the
+TrainState), apart from the dense `params`, so the trainer can update them with their own
+optimizer. A logical table exists per feature, or per `group` when several features share
+one (e.g. a history and the target item); row 0 of each is the "unknown / padding" id.
 
-Row 0 of each table is the "unknown / padding" id. Sequence (multi-hot) features are pooled
-over their first `length` tokens with the feature's combiner; numeric float features are
-embedded as `value * v_field` (one learned vector per field), so every field becomes one
-`D`-vector token.
+Storage is *stacked*: all logical tables of a layer are rows of one `[sum_t V_t, D]` array
+(table t starts at `offsets[t]`), as jax-tpu-embedding stacks small tables. One gather, one
+scatter-add in the backward pass and one optimizer update then serve every field instead
+of one per table, which matters on CPU and for many small tables. `StackLayout` maps
+between the stacked array and the logical tables (`unstack` / `stack`).
+
+Sequence (multi-hot) features are pooled over their first `length` tokens with the
+feature's combiner; numeric float features are embedded as `value * v_field` (one learned
+vector per field), so every field becomes one `D`-vector token.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import dataclasses
+from typing import Mapping
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxrec.data.features import Feature, Numeric, Sequence, is_embedded, lengths_key
+from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
 
 EMBEDDING = "embedding"  # Flax collection holding the tables
+STACKED = "stacked"      # name of the stacked table inside a layer's collection
 
 
 def table_name(feature: Feature) -> str:
+    """Logical table a feature reads: its `group` if set, else its own name."""
     return getattr(feature, "group", None) or feature.name
+
+
+@dataclasses.dataclass(frozen=True)
+class StackLayout:
+    """Where each logical table sits in the stacked array.
+
+    Attributes:
+      names: logical table names, in stacking order.
+      sizes: rows of each table (the largest `vocab_size` of the features sharing it).
+    """
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def from_features(cls, features: tuple[Feature, ...]) -> "StackLayout":
+        sizes: dict[str, int] = {}
+        for f in features:
+            if is_embedded(f):
+                if not f.vocab_size:
+                    raise ValueError(f"feature {f.name!r} has no vocab_size; fit the encoders first (jaxrec.data.encoding.fit)")
+                sizes[table_name(f)] = max(sizes.get(table_name(f), 0), int(f.vocab_size))
+        return cls(tuple(sizes), tuple(sizes.values()))
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+        return dict(zip(self.names, starts.tolist()))
+
+    @property
+    def total_rows(self) -> int:
+        return int(sum(self.sizes))
+
+    def unstack(self, stacked: jnp.ndarray) -> dict[str, jnp.ndarray]:
+        """Stacked `[total_rows, D]` -> logical tables `{name: [V_t, D]}`."""
+        return {n: stacked[o:o + s] for (n, o), s in zip(self.offsets.items(), self.sizes)}
+
+    def stack(self, tables: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+        """Logical tables `{name: [V_t, D]}` -> stacked `[total_rows, D]`."""
+        return jnp.concatenate([tables[n] for n in self.names], axis=0)
 
 
 def pool(emb: jnp.ndarray, lengths: jnp.ndarray, combiner: str) -> jnp.ndarray:
@@ -43,7 +91,7 @@ def pool(emb: jnp.ndarray, lengths: jnp.ndarray, combiner: str) -> jnp.ndarray:
 
 
 class EmbeddingLayer(nn.Module):
-    """Looks up every field of a batch.
+    """Looks up every field of a batch: `batch -> [B, F, D]`, F = len(features).
 
     Attributes:
       features: resolved feature specs (`vocab_size` set), in field order.
@@ -54,40 +102,37 @@ class EmbeddingLayer(nn.Module):
     features: tuple[Feature, ...]
     dim: int
     init_std: float = 1e-4
-    dtype: jnp.dtype = jnp.float32
 
-    def tables(self) -> dict[str, jnp.ndarray]:
-        """Creates (at init) or fetches the tables `{name: [vocab_size, D]}`."""
-        sizes: dict[str, int] = {}
-        for f in self.features:
-            if is_embedded(f):
-                name = table_name(f)
-                sizes[name] = max(sizes.get(name, 0), int(f.vocab_size))
-        init: Callable = nn.initializers.normal(self.init_std)
-        return {
-            name: self.variable(EMBEDDING, name, lambda n=n: init(self.make_rng("params"), (n, self.dim), jnp.float32)).value
-            for name, n in sizes.items()
-        }
+    @property
+    def layout(self) -> StackLayout:
+        return StackLayout.from_features(self.features)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]`."""
-        tables = self.tables()
+        layout = self.layout
+        init = nn.initializers.normal(self.init_std)
+        table = self.variable(EMBEDDING, STACKED, lambda: init(self.make_rng("params"), (layout.total_rows, self.dim), jnp.float32)).value
+        offsets = layout.offsets
+        single = [f for f in self.features if is_embedded(f) and not isinstance(f, Sequence)]
+        # One gather for all single-token fields: [B, S, D].
+        if single:
+            ids = jnp.stack([batch[f.name] + offsets[table_name(f)] for f in single], axis=1)
+            gathered = jnp.take(table, ids, axis=0)
+            if len(single) == len(self.features):
+                return gathered
+            column = {f.name: i for i, f in enumerate(single)}
         fields = []
         for f in self.features:
             if not is_embedded(f):
-                v = self.param(f"numeric_{f.name}", nn.initializers.normal(self.init_std), (self.dim,))
-                fields.append(batch[f.name].astype(self.dtype)[:, None] * v.astype(self.dtype))
-                continue
-            emb = jnp.take(tables[table_name(f)], batch[f.name], axis=0).astype(self.dtype)
-            if isinstance(f, Sequence):
+                v = self.param(f"numeric_{f.name}", init, (self.dim,))
+                fields.append(batch[f.name].astype(table.dtype)[:, None] * v)
+            elif isinstance(f, Sequence):
                 if f.combiner is None:
                     raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
-                                     "EmbeddingLayer pools fields: give it a combiner or look it up with sequence()")
-                emb = pool(emb, batch[lengths_key(f.name)], f.combiner)
-            fields.append(emb)
+                                     "EmbeddingLayer pools fields: give it a combiner")
+                tokens = jnp.take(table, batch[f.name] + offsets[table_name(f)], axis=0)
+                fields.append(pool(tokens, batch[lengths_key(f.name)], f.combiner))
+            else:
+                fields.append(gathered[:, column[f.name]])
         return jnp.stack(fields, axis=1)
-
-    @property
-    def num_fields(self) -> int:
-        return len(self.features)

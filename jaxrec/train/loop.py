@@ -32,6 +32,7 @@ from jaxrec.train import metrics as metrics_lib
 from jaxrec.train import state as state_lib
 from jaxrec.train.checkpointing import Checkpointer
 from jaxrec.train.optimizers import make_optimizer
+from jaxrec.train.prefetch import device_prefetch
 
 log = logging.getLogger("jaxrec")
 
@@ -118,6 +119,15 @@ class _Summaries:
         self.writer.close()
 
 
+def _diverged(losses: np.ndarray, first: int, epoch: int, latest: Checkpointer) -> TrainingDiverged:
+    bad = int(np.argmax(~np.isfinite(losses)))
+    saved = latest.latest_step()
+    where = (f"The last good checkpoint is kept: step {saved} in {latest.directory}; rerun to resume from it "
+             f"(e.g. with a lower optimizer.lr)" if saved is not None else
+             "No checkpoint had been written yet; lower optimizer.lr or check the data")
+    return TrainingDiverged(f"loss became {losses[bad]} at step {first + bad} (epoch {epoch}); training stopped. {where}")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, profile: bool = False,
                        dataset: Dataset | None = None) -> dict:
     """Trains with early stopping, then evaluates the best epoch; returns the metrics dict.
@@ -137,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     latest = Checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
     best = Checkpointer(workdir / "best", keep=1)
     state = exp.init_state()
-    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "epoch_seconds": [], "stopped": False}
+    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))
@@ -148,64 +158,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     total_steps = spe * int(t.num_epochs)
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not t.progress_bar, dynamic_ncols=True)
     profiling = False
+    stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps))
+    epoch_tic, epoch_first = time.perf_counter(), step
     try:
-        while step < total_steps and not meta["stopped"]:
-            epoch, offset = divmod(step, spe)
-            seconds = 0.0
-            for first, chunk in batching.train_chunks(train_cols, bs, k, int(config.seed), epoch, start_step=offset):
-                if profile and not profiling and (epoch > 0 or first > 0 or total_steps <= k):
-                    jax.profiler.start_trace(str(workdir / "profile"))
-                    profiling = True
-                tic = time.perf_counter()
-                new_state, out = exp.train_steps(state, chunk)
-                losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
-                seconds += time.perf_counter() - tic
-                if profiling and profile is not None:
-                    jax.profiler.stop_trace()
-                    profile = None  # one traced call is enough
-                if not np.all(np.isfinite(losses)):
-                    bad = step + int(np.argmax(~np.isfinite(losses)))
-                    saved = latest.latest_step()
-                    raise TrainingDiverged(
-                        f"loss became {losses[~np.isfinite(losses)][0]} at step {bad} (epoch {epoch}); training stopped. "
-                        f"The last good checkpoint is kept: step {saved} in {latest.directory}" if saved is not None else
-                        f"loss became {losses[~np.isfinite(losses)][0]} at step {bad} (epoch {epoch}) before any checkpoint was written; "
-                        f"lower optimizer.lr or check the data")
-                state, step = new_state, step + len(losses)
-                bar.update(len(losses))
-                bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}", ex_per_s=f"{len(losses) * bs / max(seconds, 1e-9):,.0f}")
-                summaries.scalars("train", {"loss": float(losses.mean())}, step)
-                mid_epoch = step % spe != 0
-                if mid_epoch and int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
+        for first, chunk in ([] if meta["stopped"] else stream):
+            epoch = first // spe
+            if profile and not profiling and (first > 0 or total_steps <= k):
+                jax.profiler.start_trace(str(workdir / "profile"))
+                profiling = True
+            new_state, out = exp.train_steps(state, chunk)
+            losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
+            if profiling and profile:
+                jax.profiler.stop_trace()
+                profile = False  # one traced call is enough
+            if not np.all(np.isfinite(losses)):
+                raise _diverged(losses, first, epoch, latest)
+            state, step = new_state, first + len(losses)
+            bar.update(len(losses))
+            bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}")
+            summaries.scalars("train", {"loss": float(losses.mean())}, step)
+            if step % spe:  # mid-epoch
+                if int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
                     latest.save(step, state, meta)
                     last_saved = step
-            # Epoch end: validate, early-stopping bookkeeping, checkpoint.
-            epoch_time = seconds
+                continue
+            # Epoch end: time it, validate, early-stopping bookkeeping, checkpoint.
+            seconds = time.perf_counter() - epoch_tic
+            ex_s = spe * bs / seconds if epoch_first == epoch * spe else None  # a resumed partial epoch is not timed
+            bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}", ex_per_s=f"{ex_s:,.0f}" if ex_s else "-")
             valid = evaluate(exp, state.params, "valid")
             value = valid[es.metric]
-            improved = _better(value, meta["best_value"], es.mode, float(es.min_delta))
-            if improved:
+            if _better(value, meta["best_value"], es.mode, float(es.min_delta)):
                 meta.update(best_value=value, best_epoch=epoch, bad_epochs=0)
                 best.save(epoch, state.params, {"epoch": epoch, "valid": valid})
             else:
                 meta["bad_epochs"] += 1
-            ex_s = spe * bs / epoch_time if offset == 0 else None  # resumed partial epochs are not timed
             meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s})
-            if ex_s:
-                meta["epoch_seconds"].append(epoch_time)
             summaries.scalars("valid", valid, step)
             if ex_s:
                 summaries.scalars("train", {"examples_per_sec": ex_s}, step)
-            if int(es.patience) and meta["bad_epochs"] >= int(es.patience):
-                meta["stopped"] = True
+            meta["stopped"] = bool(int(es.patience) and meta["bad_epochs"] >= int(es.patience))
             latest.save(step, state, meta)
             last_saved = step
             log.info("epoch %d: valid %s=%.5f (best %.5f at epoch %s)%s", epoch, es.metric, value,
                      meta["best_value"], meta["best_epoch"], "; early stop" if meta["stopped"] else "")
+            if meta["stopped"]:
+                break
+            epoch_tic, epoch_first = time.perf_counter(), step
     finally:
+        stream.close()
         bar.close()
         summaries.close()
-        if profiling and profile is not None:
+        if profiling and profile:
             jax.profiler.stop_trace()
 
     best_params, best_meta = best.restore(state.params)

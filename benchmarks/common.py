@@ -1,0 +1,68 @@
+"""Shared helpers of the benchmark scripts: machine description, JSON and page writing."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "results"
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "ml-100k"
+
+
+def default_data_dir() -> str:
+    """`$JAXREC_DATA_DIR/ml-100k`, else the repository's sibling `shared/data/ml-100k`."""
+    if "JAXREC_DATA_DIR" in os.environ:
+        return str(Path(os.environ["JAXREC_DATA_DIR"]) / "ml-100k")
+    return str(DEFAULT_DATA_DIR)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import jax
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "git_commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def command() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def machine_line(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, backend {m['backend']}, jax {m['jax']}, "
+            f"XLA_FLAGS=`{m['xla_flags'] or '(none)'}`, commit {m['git_commit']}, {m['date']}")
