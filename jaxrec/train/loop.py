@@ -23,6 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
@@ -160,16 +161,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     profiling = False
     stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps))
     epoch_tic, epoch_first = time.perf_counter(), step
-    try:
-        for first, chunk in ([] if meta["stopped"] else stream):
-            epoch = first // spe
-            if profile and not profiling and (first > 0 or total_steps <= k):
-                jax.profiler.start_trace(str(workdir / "profile"))
-                profiling = True
-            new_state, out = exp.train_steps(state, chunk)
-            losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
-            if profiling and profile:
-                jax.profiler.stop_trace()
+    with logging_redirect_tqdm():  # log lines print above the progress bar
+        try:
+            for first, chunk in ([] if meta["stopped"] else stream):
+                epoch = first // spe
+                if profile and not profiling and (first > 0 or total_steps <= k):
+                    jax.profiler.start_trace(str(workdir / "profile"))
+                    profiling = True
+                new_state, out = exp.train_steps(state, chunk)
+                losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
+                if profiling and profile:
+                    jax.profiler.stop_trace()
                 profile = False  # one traced call is enough
             if not np.all(np.isfinite(losses)):
                 raise _diverged(losses, first, epoch, latest)
