@@ -172,47 +172,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                 losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
                 if profiling and profile:
                     jax.profiler.stop_trace()
-                profile = False  # one traced call is enough
-            if not np.all(np.isfinite(losses)):
-                raise _diverged(losses, first, epoch, latest)
-            state, step = new_state, first + len(losses)
-            bar.update(len(losses))
-            bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}")
-            summaries.scalars("train", {"loss": float(losses.mean())}, step)
-            if step % spe:  # mid-epoch
-                if int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
-                    latest.save(step, state, meta)
-                    last_saved = step
-                continue
-            # Epoch end: time it, validate, early-stopping bookkeeping, checkpoint.
-            seconds = time.perf_counter() - epoch_tic
-            ex_s = spe * bs / seconds if epoch_first == epoch * spe else None  # a resumed partial epoch is not timed
-            bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}", ex_per_s=f"{ex_s:,.0f}" if ex_s else "-")
-            valid = evaluate(exp, state.params, "valid")
-            value = valid[es.metric]
-            if _better(value, meta["best_value"], es.mode, float(es.min_delta)):
-                meta.update(best_value=value, best_epoch=epoch, bad_epochs=0)
-                best.save(epoch, state.params, {"epoch": epoch, "valid": valid})
-            else:
-                meta["bad_epochs"] += 1
-            meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s})
-            summaries.scalars("valid", valid, step)
-            if ex_s:
-                summaries.scalars("train", {"examples_per_sec": ex_s}, step)
-            meta["stopped"] = bool(int(es.patience) and meta["bad_epochs"] >= int(es.patience))
-            latest.save(step, state, meta)
-            last_saved = step
-            log.info("epoch %d: valid %s=%.5f (best %.5f at epoch %s)%s", epoch, es.metric, value,
-                     meta["best_value"], meta["best_epoch"], "; early stop" if meta["stopped"] else "")
-            if meta["stopped"]:
-                break
-            epoch_tic, epoch_first = time.perf_counter(), step
-    finally:
-        stream.close()
-        bar.close()
-        summaries.close()
-        if profiling and profile:
-            jax.profiler.stop_trace()
+                    profile = False  # one traced call is enough
+                if not np.all(np.isfinite(losses)):
+                    raise _diverged(losses, first, epoch, latest)
+                state, step = new_state, first + len(losses)
+                bar.update(len(losses))
+                bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}")
+                summaries.scalars("train", {"loss": float(losses.mean())}, step)
+                if step % spe:  # mid-epoch
+                    if int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
+                        latest.save(step, state, meta)
+                        last_saved = step
+                    continue
+                # Epoch end: time it, validate, early-stopping bookkeeping, checkpoint.
+                seconds = time.perf_counter() - epoch_tic
+                ex_s = spe * bs / seconds if epoch_first == epoch * spe else None  # a resumed partial epoch is not timed
+                bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}", ex_per_s=f"{ex_s:,.0f}" if ex_s else "-")
+                valid = evaluate(exp, state.params, "valid")
+                value = valid[es.metric]
+                if _better(value, meta["best_value"], es.mode, float(es.min_delta)):
+                    meta.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+                    best.save(epoch, state.params, {"epoch": epoch, "valid": valid})
+                else:
+                    meta["bad_epochs"] += 1
+                meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s})
+                summaries.scalars("valid", valid, step)
+                if ex_s:
+                    summaries.scalars("train", {"examples_per_sec": ex_s}, step)
+                meta["stopped"] = bool(int(es.patience) and meta["bad_epochs"] >= int(es.patience))
+                latest.save(step, state, meta)
+                last_saved = step
+                log.info("epoch %d: valid %s=%.5f (best %.5f at epoch %s)%s", epoch, es.metric, value,
+                         meta["best_value"], meta["best_epoch"], "; early stop" if meta["stopped"] else "")
+                if meta["stopped"]:
+                    break
+                epoch_tic, epoch_first = time.perf_counter(), step
+        finally:
+            stream.close()
+            bar.close()
+            summaries.close()
+            if profiling and profile:
+                jax.profiler.stop_trace()
 
     best_params, best_meta = best.restore(state.params)
     result = {split: evaluate(exp, best_params, split) for split in config.eval_splits}
