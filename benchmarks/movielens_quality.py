@@ -1,0 +1,132 @@
+"""Test AUC / logloss of the CTR models on the default MovieLens-100K task, several seeds.
+
+    python benchmarks/movielens_quality.py [--models lr dnn deepfm dcnv2] [--seeds 0 1 2]
+
+Each model trains from its config `configs/<model>_movielens.py` (the reference setup of
+`movielens-task.md`: embedding dim 16, MLP 256-128 ReLU, Adam 1e-3, batch 1024, early stopping
+on validation AUC with patience 2, at most 10 epochs; LR takes Adam 1e-2), through
+`jaxrec.train.loop.train_and_evaluate`, exactly what `train.py` does. Test metrics are those
+of the best validation epoch.
+
+Writes benchmarks/results/movielens_quality.json, docs/results/movielens.md and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import numpy as np
+
+import common
+from jaxrec.data.movielens import load_movielens_100k
+from jaxrec.train.cli import load_config_file
+from jaxrec.train.loop import train_and_evaluate
+
+REFERENCE = {  # movielens-task.md: mean ± std over seeds 0, 1, 2
+    "dnn": (0.7810, 0.0012, 0.5601),
+    "deepfm": (0.7842, 0.0017, 0.5554),
+    "dcnv2": (0.7840, 0.0007, 0.5551),
+    "lr": (0.7831, None, 0.5556),
+}
+TARGET = {"dnn": 0.780, "deepfm": 0.782, "dcnv2": 0.782}  # acceptance thresholds of the foundation issue
+
+
+def run(model: str, seed: int, dataset) -> dict:
+    c = load_config_file(str(common.ROOT / "configs" / f"{model}_movielens.py"))
+    c.seed = seed
+    c.train.progress_bar = False
+    with tempfile.TemporaryDirectory() as workdir:
+        return train_and_evaluate(c, workdir, dataset=dataset)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["lr", "dnn", "deepfm", "dcnv2"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data_dir", default=common.default_data_dir())
+    p.add_argument("--no_doc", action="store_true")
+    args = p.parse_args()
+    dataset = load_movielens_100k(args.data_dir)
+    rows = []
+    for model in args.models:
+        runs = []
+        for seed in args.seeds:
+            r = run(model, seed, dataset)
+            runs.append({"seed": seed, "test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"],
+                         "epochs_run": r["epochs_run"], "train_examples_per_sec": r["train_examples_per_sec"]})
+            print(f"{model:7s} seed {seed}: test auc {r['test']['auc']:.4f} logloss {r['test']['logloss']:.4f} "
+                  f"(best epoch {r['best_epoch']}, {r['train_examples_per_sec'] or 0:,.0f} ex/s)", flush=True)
+        aucs = np.array([x["test"]["auc"] for x in runs])
+        rows.append({
+            "model": model,
+            "test_auc_mean": float(aucs.mean()), "test_auc_std": float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0,
+            "test_logloss_mean": float(np.mean([x["test"]["logloss"] for x in runs])),
+            "test_gauc_mean": float(np.mean([x["test"]["gauc"] for x in runs])),
+            "train_examples_per_sec_median": float(np.median([x["train_examples_per_sec"] for x in runs if x["train_examples_per_sec"]])),
+            "target_auc": TARGET.get(model), "reference": REFERENCE.get(model), "runs": runs,
+        })
+    payload = {"benchmark": "movielens_quality", "command": common.command(), "machine": common.machine(),
+               "seeds": args.seeds, "results": rows}
+    print(f"wrote {common.write_json('movielens_quality', payload)}")
+    for r in rows:
+        ok = "" if r["target_auc"] is None else ("  PASS" if r["test_auc_mean"] >= r["target_auc"] else "  FAIL")
+        print(f"{r['model']:7s} test AUC {r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f}  logloss {r['test_logloss_mean']:.4f}{ok}")
+    if not args.no_doc:
+        write_doc(payload)
+
+
+def write_doc(payload: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = payload["results"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(len(rows))
+    ax.errorbar(x - 0.1, [r["test_auc_mean"] for r in rows], yerr=[r["test_auc_std"] for r in rows], fmt="o", capsize=4, label="jaxrec")
+    ref = [(i, r["reference"]) for i, r in enumerate(rows) if r["reference"]]
+    ax.errorbar([i + 0.1 for i, _ in ref], [v[0] for _, v in ref], yerr=[v[1] or 0 for _, v in ref], fmt="s", capsize=4, label="reference (PyTorch library)")
+    for i, r in enumerate(rows):
+        if r["target_auc"]:
+            ax.hlines(r["target_auc"], i - 0.3, i + 0.3, colors="gray", linestyles="dashed")
+    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_ylabel("test AUC")
+    ax.set_title(f"MovieLens-100K default task, seeds {payload['seeds']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    common.DOCS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(common.DOCS / "movielens_auc.png", dpi=120)
+    m = payload["machine"]
+    lines = [
+        "# CTR models on the default MovieLens-100K task",
+        "",
+        f"Generated by `{payload['command']}`.",
+        f"Machine: {common.machine_line(m)}.",
+        "",
+        "Setup of `movielens-task.md` (`configs/<model>_movielens.py`): embedding dim 16, MLP 256-128 ReLU,",
+        "Adam 1e-3 (dense and embedding tables; LR 1e-2), batch 1024, early stopping on validation AUC",
+        "(patience 2, at most 10 epochs); test metrics",
+        f"of the best validation epoch; mean ± sample std over seeds {payload['seeds']}. Dashed lines in the plot",
+        "are the acceptance targets; squares the reference library's numbers.",
+        "",
+        "| model | test AUC | test logloss | test GAUC | best epochs | train examples/s | reference AUC | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = r["reference"]
+        ref_s = "" if not ref else (f"{ref[0]:.4f} ± {ref[1]:.4f}" if ref[1] else f"{ref[0]:.4f}")
+        target = "" if r["target_auc"] is None else f">= {r['target_auc']:.3f} {'(met)' if r['test_auc_mean'] >= r['target_auc'] else '(missed)'}"
+        epochs = ",".join(str(x["best_epoch"]) for x in r["runs"])
+        lines.append(f"| {r['model']} | {r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f} | {r['test_logloss_mean']:.4f} | "
+                     f"{r['test_gauc_mean']:.4f} | {epochs} | {r['train_examples_per_sec_median']:,.0f} | {ref_s} | {target} |")
+    lines += ["", "![test AUC per model](movielens_auc.png)", "",
+              "Per-seed figures are in `benchmarks/results/movielens_quality.json`. Train examples/s here include",
+              "nothing but the training calls, but the runs are sequential on a shared machine; the dedicated",
+              "speed measurement is `train_throughput.md`.", ""]
+    (common.DOCS / "movielens.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
