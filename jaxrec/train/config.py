@@ -54,7 +54,7 @@ def _suggest(key: str, valid) -> str:
 def _check_section(section, defaults, prefix: str) -> None:
     for key in section.keys():
         if key not in defaults:
-            raise ConfigError(f"unknown config key {prefix}{key!r}{_suggest(key, list(defaults.keys()))}; "
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(defaults.keys()))}; "
                               f"valid keys here: {sorted(defaults.keys())}")
         if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model"):
             _check_section(section[key], defaults[key], f"{prefix}{key}.")

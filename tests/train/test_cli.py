@@ -1,0 +1,80 @@
+"""train.py / eval.py: config errors name the key; a user's own CSV trains from a config file."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from jaxrec.train.cli import eval_main, train_main
+from tests.conftest import ROOT
+
+
+def run_train(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["train.py"] + argv)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_unknown_override_key_is_named(capsys, tmp_path):
+    code, err = run_train(["--config", str(ROOT / "configs/deepfm_movielens.py"), "--workdir", str(tmp_path),
+                           "--config.optimizer.lrr=0.1"], capsys)
+    assert code == 2 and "unknown config key 'config.optimizer.lrr' (did you mean 'lr'?)" in err
+    code, err = run_train(["--config", str(ROOT / "configs/deepfm_movielens.py"), "--config.traim.batch_size=3"], capsys)
+    assert code == 2 and "'traim'" in err
+    code, err = run_train(["--config", str(ROOT / "configs/deepfm_movielens.py"), "--config.model.hiden=(3,)"], capsys)
+    assert code == 2 and "model.hiden" in err and "did you mean 'hidden'" in err
+    code, err = run_train(["--config", str(ROOT / "configs/deepfm_movielens.py"), "--config.train.batch_size=abc"], capsys)
+    assert code == 2 and "train.batch_size" in err
+
+
+def test_unknown_key_inside_a_config_file(capsys, tmp_path):
+    cfg = tmp_path / "bad.py"
+    cfg.write_text(textwrap.dedent("""
+        from jaxrec.train.config import default_config
+        def get_config():
+            c = default_config()
+            c.early_stopping.patiense = 3
+            return c
+    """))
+    code, err = run_train(["--config", str(cfg)], capsys)
+    assert code == 2 and "unknown config key 'early_stopping.patiense' (did you mean 'patience'?)" in err
+
+
+def test_missing_data_dir_is_a_clear_error(capsys, tmp_path):
+    code, err = run_train(["--config", str(ROOT / "configs/deepfm_movielens.py"), "--workdir", str(tmp_path / "w"),
+                           f"--config.dataset.data_dir={tmp_path / 'nothing'}"], capsys)
+    assert code == 2 and "does not exist (dataset.data_dir)" in err
+
+
+def test_own_csv_trains_with_a_config_file_and_no_code(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 3000
+    user = rng.integers(0, 50, n)
+    item = rng.integers(0, 80, n)
+    price = rng.gamma(2.0, 10.0, n)
+    tags = ["|".join(map(str, rng.choice(10, rng.integers(0, 4), replace=False))) for _ in range(n)]
+    logit = np.sin(user) + np.cos(item) + 0.02 * price - 0.5
+    label = (rng.random(n) < 1 / (1 + np.exp(-3 * logit))).astype(int)
+    csv = tmp_path / "clicks.csv"
+    with open(csv, "w") as fh:
+        fh.write("user,item,category,tags,price,label\n")
+        for i in range(n):
+            fh.write(f"u{user[i]},i{item[i]},c{item[i] % 7},{tags[i]},{price[i]:.2f},{label[i]}\n")
+    workdir = tmp_path / "run"
+    result = train_main(["train.py", "--config", str(ROOT / "configs/deepfm_csv.py"), "--workdir", str(workdir),
+                         f"--config.dataset.path={csv}", "--config.train.batch_size=128", "--config.train.num_epochs=3",
+                         "--config.model.hidden=(32,)", "--config.optimizer.lr=0.01", "--config.sparse_optimizer.lr=0.01",
+                         "--config.train.progress_bar=false"])
+    out = capsys.readouterr().out
+    assert "test  auc" in out and result["test"]["auc"] > 0.7
+    assert json.loads((workdir / "metrics.json").read_text())["dataset"] == "tabular"
+    # eval.py on the same workdir
+    ev = eval_main(["eval.py", "--workdir", str(workdir), "--split", "valid", "--checkpoint", "latest"])
+    assert ev["split"] == "valid" and ev["checkpoint"] == "latest" and 0.5 < ev["auc"] <= 1.0
+
+
+def test_eval_on_a_non_workdir(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        eval_main(["eval.py", "--workdir", str(tmp_path)])
+    assert e.value.code == 2 and "config.json not found" in capsys.readouterr().err
