@@ -1,9 +1,10 @@
 """CPU compiler defaults jaxrec sets before JAX starts (only where they were measured).
 
 On the jaxlib 0.10 line, XLA:CPU lowers matmuls through YNNPACK fusions by default; on the
-2-core AMD EPYC development machine its Eigen path runs the CTR MLP shapes faster (bare
-MLP train step and DeepFM both ~8% more examples/s; `benchmarks/train_throughput.py`
-measures it both ways). The flag is appended to `XLA_FLAGS` only if
+2-core AMD EPYC development machine its Eigen path runs the CTR MLP shapes a little faster
+(DeepFM, batch 1024: 304,612 vs 291,342 examples/s, +4.6%; benchmarks/results/
+train_throughput.json vs train_throughput_xla_default_flags.json, the latter made with
+`JAXREC_NO_XLA_DEFAULTS=1`). The flag is appended to `XLA_FLAGS` only if
 
   * jaxlib is a version it was measured on (an unknown flag makes XLA abort),
   * the user has not set that flag, nor `JAXREC_NO_XLA_DEFAULTS=1`,
