@@ -1,0 +1,8 @@
+"""Distributed execution: device meshes (axes `data` and `model`) and the shardings built on them.
+
+See `mesh.py`. Sharded embedding lookup lives with the tables, in `jaxrec.embedding.sharded`.
+"""
+
+from jaxrec.distributed.mesh import AXES, DATA, MODEL, batch_sharding, make_mesh, replicated
+
+__all__ = ["AXES", "DATA", "MODEL", "batch_sharding", "make_mesh", "replicated"]
