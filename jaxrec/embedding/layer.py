@@ -11,6 +11,12 @@ scatter-add in the backward pass and one optimizer update then serve every field
 of one per table, which matters on CPU and for many small tables. `StackLayout` maps
 between the stacked array and the logical tables (`unstack` / `stack`).
 
+Row-wise sparse training: every gather is followed by `self.perturb(ROWS...)` and
+`self.sow(LOOKUP_IDS, ...)` of its stacked row ids. Both are no-ops in a plain `apply`; a
+trainer that passes zero 'perturbations' and makes `LOOKUP_IDS` mutable gets the gradient
+w.r.t. each gathered row and the ids it came from, so it can update only the touched rows
+(`jaxrec.train.state`), with no `[V, D]` gradient ever formed.
+
 Sequence (multi-hot) features are pooled over their first `length` tokens with the
 feature's combiner; numeric float features are embedded as `value * v_field` (one learned
 vector per field), so every field becomes one `D`-vector token.
@@ -27,8 +33,10 @@ import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
 
-EMBEDDING = "embedding"  # Flax collection holding the tables
-STACKED = "stacked"      # name of the stacked table inside a layer's collection
+EMBEDDING = "embedding"      # Flax collection holding the tables
+STACKED = "stacked"          # name of the stacked table inside a layer's collection
+ROWS = "rows"                # perturbation names of the gathered rows (row-wise sparse training)
+LOOKUP_IDS = "lookup_ids"    # collection the layer sows its looked-up row ids into
 
 
 def table_name(feature: Feature) -> str:
@@ -107,6 +115,11 @@ class EmbeddingLayer(nn.Module):
     def layout(self) -> StackLayout:
         return StackLayout.from_features(self.features)
 
+    def _gather(self, table: jnp.ndarray, ids: jnp.ndarray, name: str) -> jnp.ndarray:
+        """`table[ids]`, observable by a row-wise sparse trainer (see module docstring)."""
+        self.sow(LOOKUP_IDS, name, ids)
+        return self.perturb(name, jnp.take(table, ids, axis=0))
+
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]`."""
@@ -118,7 +131,7 @@ class EmbeddingLayer(nn.Module):
         # One gather for all single-token fields: [B, S, D].
         if single:
             ids = jnp.stack([batch[f.name] + offsets[table_name(f)] for f in single], axis=1)
-            gathered = jnp.take(table, ids, axis=0)
+            gathered = self._gather(table, ids, ROWS)
             if len(single) == len(self.features):
                 return gathered
             column = {f.name: i for i, f in enumerate(single)}
@@ -131,7 +144,7 @@ class EmbeddingLayer(nn.Module):
                 if f.combiner is None:
                     raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
                                      "EmbeddingLayer pools fields: give it a combiner")
-                tokens = jnp.take(table, batch[f.name] + offsets[table_name(f)], axis=0)
+                tokens = self._gather(table, batch[f.name] + offsets[table_name(f)], f"{ROWS}_{f.name}")
                 fields.append(pool(tokens, batch[lengths_key(f.name)], f.combiner))
             else:
                 fields.append(gathered[:, column[f.name]])

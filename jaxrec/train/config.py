@@ -14,7 +14,7 @@ import inspect
 import ml_collections
 
 from jaxrec.errors import ConfigError
-from jaxrec.train.optimizers import OPTIMIZER_DEFAULTS
+from jaxrec.train.optimizers import OPTIMIZER_DEFAULTS, SPARSE_DEFAULTS
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -24,8 +24,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset = ml_collections.ConfigDict({"name": "movielens100k"})
     c.model = ml_collections.ConfigDict({"name": "deepfm"})
     c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
-    # Embedding tables: their own optimizer (the "sparse" side of the TrainState).
-    c.sparse_optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
+    # Embedding tables: their own optimizer (the "sparse" side of the TrainState); with
+    # rowwise=True only the rows a batch touched are updated (lazy Adam, Adagrad, FTRL ...).
+    c.sparse_optimizer = ml_collections.ConfigDict(SPARSE_DEFAULTS)
     c.train = ml_collections.ConfigDict(dict(
         batch_size=1024,
         num_epochs=10,

@@ -32,7 +32,7 @@ from jaxrec.train import config as config_lib
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train import state as state_lib
 from jaxrec.train.checkpointing import Checkpointer
-from jaxrec.train.optimizers import make_optimizer
+from jaxrec.train.optimizers import make_optimizer, make_sparse_optimizer
 from jaxrec.train.prefetch import device_prefetch
 
 log = logging.getLogger("jaxrec")
@@ -69,7 +69,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     total = spe * int(t.num_epochs)
     optimizers = state_lib.Optimizers(
         dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"),
-        sparse=make_optimizer(config.sparse_optimizer.to_dict(), total, "sparse_optimizer"),
+        sparse=make_sparse_optimizer(config.sparse_optimizer.to_dict(), total),
     )
     step = state_lib.make_train_step(model, optimizers)
     return Experiment(

@@ -6,6 +6,7 @@ A section looks like `{'name': 'adam', 'lr': 1e-3, 'schedule': 'constant', ...}`
 
 from __future__ import annotations
 
+import inspect
 from typing import Mapping
 
 import optax
@@ -27,6 +28,37 @@ OPTIMIZER_DEFAULTS = dict(
     decay_steps=1000,
     end_lr_fraction=0.0,  # cosine / linear: final lr = lr * end_lr_fraction
 )
+
+
+# Extra keys of the `sparse_optimizer` section (embedding tables).
+SPARSE_DEFAULTS = dict(
+    OPTIMIZER_DEFAULTS,
+    rowwise=False,              # True: row-wise sparse update of the touched rows only (jaxrec.embedding.sparse_optim)
+    bias_correction="row",      # rowwise adam: per-row step counts ('row') or the global step ('global')
+    initial_accumulator=None,   # rowwise adagrad / rowwise_adagrad / ftrl (None: the optimizer's default)
+    l1=0.0, l2=0.0, beta=1.0, lr_power=-0.5,  # rowwise ftrl (McMahan et al. 2013)
+)
+
+
+def make_sparse_optimizer(cfg: Mapping, total_steps: int, where: str = "sparse_optimizer"):
+    """The embedding tables' optimizer: optax over whole tables, or row-wise sparse (`rowwise=True`).
+
+    Row-wise names: sgd, adagrad, rowwise_adagrad, adam (lazy per-row moments), ftrl.
+    """
+    from jaxrec.embedding import sparse_optim
+
+    unknown = sorted(set(cfg) - set(SPARSE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(SPARSE_DEFAULTS)}")
+    cfg = {**SPARSE_DEFAULTS, **cfg}
+    if not cfg["rowwise"]:
+        return make_optimizer({k: cfg[k] for k in OPTIMIZER_DEFAULTS}, total_steps, where)
+    name = cfg["name"]
+    if name not in sparse_optim.OPTIMIZERS:
+        raise ConfigError(f"{where}.name={name!r} with rowwise=True: expected one of {sorted(sparse_optim.OPTIMIZERS)}")
+    params = inspect.signature(sparse_optim.OPTIMIZERS[name]).parameters
+    kwargs = {k: v for k, v in cfg.items() if k in params and k != "lr" and v is not None}
+    return sparse_optim.from_config({"name": name, "lr": schedule(cfg, total_steps), **kwargs}, where)
 
 
 def schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:

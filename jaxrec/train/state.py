@@ -2,7 +2,15 @@
 
 The state splits parameters as the architecture prescribes: `params = {'dense': ...,
 'sparse': ...}` where 'sparse' holds the embedding tables (Flax collection `EMBEDDING`)
-and 'dense' everything else; each side has its own optax optimizer state.
+and 'dense' everything else; each side has its own optimizer state.
+
+The sparse side is updated one of two ways, chosen by the type of `Optimizers.sparse`:
+  * an optax `GradientTransformation`: the whole table is a dense parameter (its gradient
+    is a `[V, D]` scatter of the row gradients; the update touches every row);
+  * a row-wise `SparseGradientTransformation` (`jaxrec.embedding.sparse_optim`): the step
+    differentiates w.r.t. the gathered rows instead of the table (Flax perturbations, see
+    `jaxrec.embedding.layer`), sums the gradients of duplicate ids, and updates only the
+    touched rows and their optimizer state; the step's cost does not grow with V.
 
 `train_step` is a pure `(state, batch) -> (state, metrics)`; `train_steps` scans it over a
 chunk of K stacked batches `[K, B, ...]`, so one compiled call runs many steps and the
@@ -20,7 +28,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec.data.dataset import LABELS
-from jaxrec.embedding import EMBEDDING
+from flax import traverse_util
+
+from jaxrec.embedding import EMBEDDING, LOOKUP_IDS, STACKED
+from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
 
 Batch = Mapping[str, jnp.ndarray]
 
@@ -37,10 +48,15 @@ class TrainState:
 
 @flax.struct.dataclass
 class Optimizers:
-    """The two optax transformations of a TrainState (static, not part of the state)."""
+    """The optimizers of a TrainState (static, not part of the state): optax for the dense
+    side; optax or a row-wise `SparseGradientTransformation` for the embedding tables."""
 
     dense: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-    sparse: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+    sparse: Any = flax.struct.field(pytree_node=False)
+
+    @property
+    def rowwise(self) -> bool:
+        return isinstance(self.sparse, SparseGradientTransformation)
 
 
 def variables(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +69,8 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
     init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
     v = model.init(init_rng, example_batch, train=False)
     params = {"dense": v.get("params", {}), "sparse": v.get(EMBEDDING, {})}
-    opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": optimizers.sparse.init(params["sparse"])}
+    sparse_init = (lambda t: jax.tree.map(optimizers.sparse.init, t)) if optimizers.rowwise else optimizers.sparse.init
+    opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": sparse_init(params["sparse"])}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
 
 
@@ -62,12 +79,39 @@ def bce_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
 
 
+def _layer_paths(tables: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Paths of the embedding layers owning a stacked table, e.g. [('embedding',), ('linear',)]."""
+    return [path[:-1] for path in traverse_util.flatten_dict(tables) if path[-1] == STACKED]
+
+
+def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads):
+    """Row-wise update of every stacked table from the rows the batch gathered.
+
+    Args:
+      tables: the EMBEDDING collection, `{layer...: {STACKED: [V, D]}}`.
+      opt_states: `tx` state per table, same tree shape as `tables`.
+      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}`.
+      row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
+    Returns:
+      (new tables, new optimizer states); only the touched rows change.
+    """
+    flat_t, flat_s = traverse_util.flatten_dict(tables), traverse_util.flatten_dict(opt_states, is_leaf=lambda p, x: p and p[-1] == STACKED)
+    flat_ids, flat_g = traverse_util.flatten_dict(lookup_ids), traverse_util.flatten_dict(row_grads)
+    new_t, new_s = dict(flat_t), dict(flat_s)
+    for layer in _layer_paths(tables):
+        table = flat_t[layer + (STACKED,)]
+        names = sorted(p[len(layer)] for p in flat_g if p[:len(layer)] == layer and len(p) == len(layer) + 1)
+        ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
+        grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
+        uids, ugrads = dedup(ids, grads, table.shape[0])
+        new_t[layer + (STACKED,)], new_s[layer + (STACKED,)] = tx.update(uids, ugrads, table, flat_s[layer + (STACKED,)])
+    return traverse_util.unflatten_dict(new_t), traverse_util.unflatten_dict(new_s)
+
+
 def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss) -> Callable:
     """Returns the pure `train_step(state, batch) -> (state, {'loss': scalar})`."""
 
-    def train_step(state: TrainState, batch: Batch):
-        dropout_rng = jax.random.fold_in(state.rng, state.step)
-
+    def dense_step(state: TrainState, batch: Batch, dropout_rng):
         def objective(params):
             logits = model.apply(variables(params), batch, train=True, rngs={"dropout": dropout_rng})
             return loss_fn(logits, batch[LABELS])
@@ -77,7 +121,29 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         for side, tx in (("dense", optimizers.dense), ("sparse", optimizers.sparse)):
             updates, new_opt[side] = tx.update(grads[side], state.opt_state[side], state.params[side])
             new_params[side] = optax.apply_updates(state.params[side], updates)
-        return state.replace(step=state.step + 1, params=new_params, opt_state=new_opt), {"loss": loss}
+        return loss, new_params, new_opt
+
+    def rowwise_step(state: TrainState, batch: Batch, dropout_rng):
+        tables = state.params["sparse"]
+
+        def objective(dense, perturbations):
+            logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
+                                       train=True, rngs={"dropout": dropout_rng}, mutable=[LOOKUP_IDS])
+            return loss_fn(logits, batch[LABELS]), sown[LOOKUP_IDS]
+
+        shapes = jax.eval_shape(lambda: model.apply(variables(state.params), batch, mutable=["perturbations"])[1])
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
+        (loss, ids), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(state.params["dense"], zeros)
+        updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
+        new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows)
+        new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
+        return loss, new_params, {"dense": dense_opt, "sparse": sparse_opt}
+
+    def train_step(state: TrainState, batch: Batch):
+        dropout_rng = jax.random.fold_in(state.rng, state.step)
+        step_fn = rowwise_step if optimizers.rowwise else dense_step
+        loss, params, opt_state = step_fn(state, batch, dropout_rng)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss}
 
     return train_step
 
