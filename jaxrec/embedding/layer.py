@@ -117,8 +117,11 @@ class EmbeddingLayer(nn.Module):
 
     def _gather(self, table: jnp.ndarray, ids: jnp.ndarray, name: str) -> jnp.ndarray:
         """`table[ids]`, observable by a row-wise sparse trainer (see module docstring)."""
+        rows = jnp.take(table, ids, axis=0)
+        if self.is_initializing():  # init returns only the parameters and tables
+            return rows
         self.sow(LOOKUP_IDS, name, ids)
-        return self.perturb(name, jnp.take(table, ids, axis=0))
+        return self.perturb(name, rows)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
