@@ -152,3 +152,20 @@ class EmbeddingLayer(nn.Module):
             else:
                 fields.append(gathered[:, column[f.name]])
         return jnp.stack(fields, axis=1)
+
+
+def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]) -> dict[tuple[str, ...], StackLayout]:
+    """`{module path: StackLayout}` of every EmbeddingLayer a model uses (found by tracing
+    `model.init` abstractly with a method interceptor; nothing is computed)."""
+    import jax
+
+    found: dict[tuple[str, ...], StackLayout] = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+        if isinstance(context.module, EmbeddingLayer) and context.method_name == "__call__":
+            found[tuple(context.module.path)] = context.module.layout
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), example_batch))
+    return found

@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
+from jaxrec.embedding import embedding_layouts
 from jaxrec.errors import DataError, TrainingDiverged
 from jaxrec.train import config as config_lib
 from jaxrec.train import metrics as metrics_lib
@@ -50,6 +51,7 @@ class Experiment:
     steps_per_call: int
     train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
     predict: Any      # jitted (params, chunk) -> logits [K, B]
+    layouts: dict     # {embedding layer path: StackLayout}, for logical checkpoints
 
     def init_state(self) -> state_lib.TrainState:
         example = {k: v[:2] for k, v in self.dataset.columns("train").items()}
@@ -77,6 +79,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         steps_per_call=int(t.steps_per_call) or spe,
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
         predict=jax.jit(state_lib.make_predict(model)),
+        layouts=embedding_layouts(model, {k: v[:2] for k, v in dataset.columns("train").items()}),
     )
 
 
@@ -145,8 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
     log.info("%s", exp.dataset.summary())
 
-    latest = Checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
-    best = Checkpointer(workdir / "best", keep=1)
+    latest = Checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints), layouts=exp.layouts)
+    best = Checkpointer(workdir / "best", keep=1, layouts=exp.layouts)
     state = exp.init_state()
     meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
     if latest.latest_step() is not None:
@@ -256,10 +259,10 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
         raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")
     state = exp.init_state()
     if which == "best":
-        params, meta = Checkpointer(workdir / "best", keep=1).restore(state.params)
+        params, meta = Checkpointer(workdir / "best", keep=1, layouts=exp.layouts).restore(state.params)
         step_info = {"epoch": meta["epoch"]}
     elif which == "latest":
-        state, _ = Checkpointer(workdir / "checkpoints").restore(state)
+        state, _ = Checkpointer(workdir / "checkpoints", layouts=exp.layouts).restore(state)
         params, step_info = state.params, {"step": int(state.step)}
     else:
         raise ValueError(f"which={which!r}: expected 'best' or 'latest'")
