@@ -115,9 +115,14 @@ class EmbeddingLayer(nn.Module):
     def layout(self) -> StackLayout:
         return StackLayout.from_features(self.features)
 
+    def lookup(self, table: jnp.ndarray, ids: jnp.ndarray) -> jnp.ndarray:
+        """`table[ids]`: rows `[..., D]` of stacked ids `[...]`. The one gather of the layer, and
+        the hook a trainer intercepts to read row-sharded tables (jaxrec.distributed)."""
+        return jnp.take(table, ids, axis=0)
+
     def _gather(self, table: jnp.ndarray, ids: jnp.ndarray, name: str) -> jnp.ndarray:
-        """`table[ids]`, observable by a row-wise sparse trainer (see module docstring)."""
-        rows = jnp.take(table, ids, axis=0)
+        """`lookup(table, ids)`, observable by a row-wise sparse trainer (see module docstring)."""
+        rows = self.lookup(table, ids)
         if self.is_initializing():  # init returns only the parameters and tables
             return rows
         self.sow(LOOKUP_IDS, name, ids)
@@ -169,3 +174,14 @@ def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]
     with nn.intercept_methods(interceptor):
         jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), example_batch))
     return found
+
+
+def stacked_layout_at(path: tuple[str, ...], layouts: Mapping[tuple[str, ...], StackLayout]) -> StackLayout | None:
+    """The StackLayout of the array at state-dict `path`, if it lies under `<layer path>/STACKED`
+    (a table, or a per-row optimizer slot of one); None elsewhere."""
+    for i, key in enumerate(path):
+        if key == STACKED:
+            for layer, layout in layouts.items():
+                if layer and tuple(path[i - len(layer):i]) == tuple(layer):
+                    return layout
+    return None

@@ -24,28 +24,28 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from jaxrec.embedding import STACKED, StackLayout
+from jaxrec.embedding.layer import StackLayout, stacked_layout_at
+from jaxrec.embedding.sharded import RowSharding
 
 LOGICAL = "tables"  # a split array is saved as {LOGICAL: {table name: rows}}
 Layouts = Mapping[tuple[str, ...], StackLayout]
 
 
-def _layout_at(path: tuple[str, ...], layouts: Layouts) -> StackLayout | None:
-    """The layout of a stacked array at `path` (..., *layer, STACKED, ...), if any."""
-    for i, key in enumerate(path):
-        if key == STACKED:
-            for layer, layout in layouts.items():
-                if layer and tuple(path[i - len(layer):i]) == tuple(layer):
-                    return layout
-    return None
+def _rows(layout: StackLayout, rows: RowSharding | None) -> int:
+    return layout.total_rows if rows is None else rows.padded_rows(layout.total_rows)
 
 
-def to_logical(tree: Any, layouts: Layouts, path: tuple[str, ...] = ()) -> Any:
-    """State dict -> the same with every stacked table-shaped array split into logical tables."""
+def to_logical(tree: Any, layouts: Layouts, rows: RowSharding | None = None, path: tuple[str, ...] = ()) -> Any:
+    """State dict -> the same with every stacked table-shaped array (physical, if `rows` says
+    the run shards its tables) split into logical tables."""
     if isinstance(tree, Mapping):
-        return {k: to_logical(v, layouts, path + (str(k),)) for k, v in tree.items()}
-    layout = _layout_at(path, layouts)
-    if layout is not None and getattr(tree, "ndim", 0) >= 1 and tree.shape[0] == layout.total_rows:
+        return {k: to_logical(v, layouts, rows, path + (str(k),)) for k, v in tree.items()}
+    layout = stacked_layout_at(path, layouts)
+    if layout is not None and len(getattr(tree, "shape", ())) >= 1 and tree.shape[0] == _rows(layout, rows):
+        if isinstance(tree, jax.ShapeDtypeStruct):  # restore targets: shapes only
+            return {LOGICAL: {n: jax.ShapeDtypeStruct((v,) + tree.shape[1:], tree.dtype) for n, v in zip(layout.names, layout.sizes)}}
+        if rows is not None:
+            tree = rows.to_logical(np.asarray(tree), layout.total_rows)
         return {LOGICAL: layout.unstack(tree)}
     return tree
 
@@ -56,7 +56,7 @@ def from_logical(saved: Any, like: Any, layouts: Layouts, path: tuple[str, ...] 
         out = {}
         return {k: from_logical(saved[k], v, layouts, path + (str(k),)) for k, v in like.items()}
     if isinstance(saved, Mapping) and set(saved) == {LOGICAL}:
-        return _layout_at(path, layouts).stack({n: np.asarray(t) for n, t in saved[LOGICAL].items()})
+        return stacked_layout_at(path, layouts).stack({n: np.asarray(t) for n, t in saved[LOGICAL].items()})
     return saved
 
 
@@ -64,12 +64,15 @@ class Checkpointer:
     """Saves and restores `(pytree, meta)` pairs at integer steps under `directory`.
 
     `layouts` (from `jaxrec.embedding.embedding_layouts`) tells which arrays are stacked
-    embedding tables, to be stored as logical tables.
+    embedding tables, to be stored as logical tables; `rows` is the row sharding of the
+    run's tables (None: unsharded). `restore` returns logical stacked tables; a sharded run
+    places them with `ShardedEmbeddings.shard_state`.
     """
 
-    def __init__(self, directory: str | Path, keep: int = 2, layouts: Layouts | None = None):
+    def __init__(self, directory: str | Path, keep: int = 2, layouts: Layouts | None = None, rows: RowSharding | None = None):
         self.directory = Path(directory).absolute()
         self.layouts = dict(layouts or {})
+        self.rows = rows
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
@@ -80,17 +83,18 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, tree: Any, meta: dict) -> None:
-        logical = to_logical(serialization.to_state_dict(tree), self.layouts)
+        logical = to_logical(serialization.to_state_dict(tree), self.layouts, self.rows)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(logical), meta=ocp.args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restores into the structure (and stacking) of `target` (arrays or ShapeDtypeStructs)."""
+        """Restores into the structure (and stacking) of `target`, an unsharded state
+        (arrays or ShapeDtypeStructs) of the reading run."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         like = serialization.to_state_dict(target)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, to_logical(like, self.layouts))
+        abstract = to_logical(jax.tree.map(ocp.utils.to_shape_dtype_struct, like), self.layouts)
         out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         restored = from_logical(out["state"], like, self.layouts)
         return serialization.from_state_dict(target, jax.tree.map(jax.numpy.asarray, restored)), dict(out["meta"])

@@ -43,6 +43,10 @@ def default_config() -> ml_collections.ConfigDict:
         patience=2,                  # epochs without improvement before stopping (0 = off)
         min_delta=0.0,
     ))
+    c.mesh = ml_collections.ConfigDict(dict(
+        shape=(),                    # () = one device; (data, model) = a mesh, e.g. (8, 1) or (4, 2)
+        table_sharding="mod",        # rows of every embedding table over all devices: mod | contiguous
+    ))
     c.eval_splits = ("valid", "test")
     return c
 

@@ -28,7 +28,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.embedding import embedding_layouts
-from jaxrec.errors import DataError, TrainingDiverged
+from jaxrec.distributed.mesh import make_mesh
+from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
+from jaxrec.errors import ConfigError, DataError, TrainingDiverged
 from jaxrec.train import config as config_lib
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train import state as state_lib
@@ -52,10 +54,24 @@ class Experiment:
     train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
     predict: Any      # jitted (params, chunk) -> logits [K, B]
     layouts: dict     # {embedding layer path: StackLayout}, for logical checkpoints
+    sharding: ShardedEmbeddings | None = None  # row-sharded tables on a mesh (config.mesh)
 
-    def init_state(self) -> state_lib.TrainState:
+    def init_state(self, place: bool = True) -> state_lib.TrainState:
+        """The initial state (from config.seed), placed on the mesh unless `place=False`."""
         example = {k: v[:2] for k, v in self.dataset.columns("train").items()}
-        return state_lib.init_state(self.model, self.optimizers, example, int(self.config.seed))
+        state = state_lib.init_state(self.model, self.optimizers, example, int(self.config.seed))
+        return self.place(state) if place else state
+
+    def place(self, tree):
+        """A logical (unsharded) state or params tree -> placed on the mesh (no-op without one)."""
+        return tree if self.sharding is None else self.sharding.shard_state(tree, self.layouts)
+
+    @property
+    def batch_sharding(self):
+        return None if self.sharding is None else self.sharding.batch_sharding()
+
+    def checkpointer(self, directory, keep: int = 2) -> Checkpointer:
+        return Checkpointer(directory, keep=keep, layouts=self.layouts, rows=self.sharding.rows if self.sharding else None)
 
 
 def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
@@ -73,13 +89,25 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"),
         sparse=make_sparse_optimizer(config.sparse_optimizer.to_dict(), total),
     )
-    step = state_lib.make_train_step(model, optimizers)
+    layouts = embedding_layouts(model, {k: v[:2] for k, v in dataset.columns("train").items()})
+    sharding = None
+    if config.mesh.shape:
+        shape = tuple(int(x) for x in config.mesh.shape)
+        if len(shape) != 2 or math.prod(shape) > jax.device_count():
+            raise ConfigError(f"mesh.shape={shape}: expected (data, model) with at most {jax.device_count()} devices "
+                              f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+        mesh = make_mesh(shape, devices=jax.devices()[:math.prod(shape)])
+        sharding = ShardedEmbeddings(mesh, config.mesh.table_sharding)
+        for key in ("batch_size", "eval_batch_size"):
+            if int(t[key]) % mesh.shape["data"]:
+                raise ConfigError(f"train.{key}={t[key]} is not divisible by the mesh's data axis ({mesh.shape['data']})")
+    step = state_lib.make_train_step(model, optimizers, sharding=sharding, layouts=layouts)
     return Experiment(
         config=config, dataset=dataset, model=model, optimizers=optimizers, steps_per_epoch=spe,
         steps_per_call=int(t.steps_per_call) or spe,
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
-        predict=jax.jit(state_lib.make_predict(model)),
-        layouts=embedding_layouts(model, {k: v[:2] for k, v in dataset.columns("train").items()}),
+        predict=jax.jit(state_lib.make_predict(model, sharding)),
+        layouts=layouts, sharding=sharding,
     )
 
 
@@ -88,6 +116,8 @@ def predict_split(exp: Experiment, params, split: str) -> np.ndarray:
     cols = {k: v for k, v in exp.dataset.columns(split).items() if k != LABELS}
     out = []
     for chunk, n in batching.eval_chunks(cols, int(exp.config.train.eval_batch_size), int(exp.config.train.eval_steps_per_call)):
+        if exp.sharding is not None:
+            chunk = jax.device_put(chunk, exp.batch_sharding)
         out.append(np.asarray(exp.predict(params, chunk)).reshape(-1)[:n])
     return np.concatenate(out)
 
@@ -148,13 +178,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
     log.info("%s", exp.dataset.summary())
 
-    latest = Checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints), layouts=exp.layouts)
-    best = Checkpointer(workdir / "best", keep=1, layouts=exp.layouts)
-    state = exp.init_state()
+    latest = exp.checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
+    best = exp.checkpointer(workdir / "best", keep=1)
+    state = exp.init_state(place=False)
     meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))
+    logical_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.params)  # best/'s restore target
+    state = exp.place(state)
     summaries = _Summaries(workdir / "tb")
     train_cols = exp.dataset.columns("train")
     step = int(state.step)
@@ -162,7 +194,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     total_steps = spe * int(t.num_epochs)
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not t.progress_bar, dynamic_ncols=True)
     profiling = False
-    stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps))
+    stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps),
+                             sharding=exp.batch_sharding)
     epoch_tic, epoch_first = time.perf_counter(), step
     with logging_redirect_tqdm():  # log lines print above the progress bar
         try:
@@ -217,7 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
             if profiling and profile:
                 jax.profiler.stop_trace()
 
-    best_params, best_meta = best.restore(state.params)
+    best_params, best_meta = best.restore(logical_params)
+    best_params = exp.place(best_params)
     result = {split: evaluate(exp, best_params, split) for split in config.eval_splits}
     speeds = [h["train_examples_per_sec"] for h in meta["history"][1:] if h["train_examples_per_sec"]]
     result.update(
@@ -257,14 +291,14 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
     exp = build(config, dataset)
     if split not in exp.dataset.splits:
         raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")
-    state = exp.init_state()
+    state = exp.init_state(place=False)
     if which == "best":
-        params, meta = Checkpointer(workdir / "best", keep=1, layouts=exp.layouts).restore(state.params)
+        params, meta = exp.checkpointer(workdir / "best", keep=1).restore(state.params)
         step_info = {"epoch": meta["epoch"]}
     elif which == "latest":
-        state, _ = Checkpointer(workdir / "checkpoints", layouts=exp.layouts).restore(state)
+        state, _ = exp.checkpointer(workdir / "checkpoints").restore(state)
         params, step_info = state.params, {"step": int(state.step)}
     else:
         raise ValueError(f"which={which!r}: expected 'best' or 'latest'")
-    return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, params, split)}
+    return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, exp.place(params), split)}
 

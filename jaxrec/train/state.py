@@ -19,6 +19,7 @@ Python loop is never the bottleneck.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping
 
 import flax
@@ -84,7 +85,7 @@ def _layer_paths(tables: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return [path[:-1] for path in traverse_util.flatten_dict(tables) if path[-1] == STACKED]
 
 
-def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads):
+def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads, sharding=None, layouts=None):
     """Row-wise update of every stacked table from the rows the batch gathered.
 
     Args:
@@ -92,6 +93,8 @@ def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, 
       opt_states: `tx` state per table, same tree shape as `tables`.
       lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}`.
       row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
+      sharding, layouts: for row-sharded tables (`ShardedEmbeddings`), which store rows in
+        physical order: the logical ids are mapped to physical rows before the update.
     Returns:
       (new tables, new optimizer states); only the touched rows change.
     """
@@ -103,13 +106,26 @@ def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, 
         names = sorted(p[len(layer)] for p in flat_g if p[:len(layer)] == layer and len(p) == len(layer) + 1)
         ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
         grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
-        uids, ugrads = dedup(ids, grads, table.shape[0])
+        vocab = table.shape[0] if sharding is None else layouts[layer].total_rows
+        uids, ugrads = dedup(ids, grads, vocab)
+        if sharding is not None:
+            uids = sharding.physical_ids(uids, vocab)
         new_t[layer + (STACKED,)], new_s[layer + (STACKED,)] = tx.update(uids, ugrads, table, flat_s[layer + (STACKED,)])
     return traverse_util.unflatten_dict(new_t), traverse_util.unflatten_dict(new_s)
 
 
-def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss) -> Callable:
-    """Returns the pure `train_step(state, batch) -> (state, {'loss': scalar})`."""
+def _context(sharding):
+    return sharding.lookups() if sharding is not None else contextlib.nullcontext()
+
+
+def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
+                    sharding=None, layouts=None) -> Callable:
+    """Returns the pure `train_step(state, batch) -> (state, {'loss': scalar})`.
+
+    With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
+    with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
+    paths to their StackLayout (`jaxrec.embedding.embedding_layouts`).
+    """
 
     def dense_step(state: TrainState, batch: Batch, dropout_rng):
         def objective(params):
@@ -135,14 +151,16 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
         (loss, ids), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(state.params["dense"], zeros)
         updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
-        new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows)
+        new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows,
+                                                       sharding, layouts)
         new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
         return loss, new_params, {"dense": dense_opt, "sparse": sparse_opt}
 
     def train_step(state: TrainState, batch: Batch):
         dropout_rng = jax.random.fold_in(state.rng, state.step)
         step_fn = rowwise_step if optimizers.rowwise else dense_step
-        loss, params, opt_state = step_fn(state, batch, dropout_rng)
+        with _context(sharding):
+            loss, params, opt_state = step_fn(state, batch, dropout_rng)
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss}
 
     return train_step
@@ -157,10 +175,11 @@ def make_train_steps(train_step: Callable) -> Callable:
     return train_steps
 
 
-def make_predict(model: nn.Module) -> Callable:
+def make_predict(model: nn.Module, sharding=None) -> Callable:
     """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk."""
 
     def predict(params, chunk: Batch):
-        return jax.lax.map(lambda b: model.apply(variables(params), b, train=False), chunk)
+        with _context(sharding):
+            return jax.lax.map(lambda b: model.apply(variables(params), b, train=False), chunk)
 
     return predict

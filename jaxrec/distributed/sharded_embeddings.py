@@ -1,0 +1,83 @@
+"""Training with row-sharded embedding tables on a `(data, model)` mesh, around an unchanged step.
+
+`ShardedEmbeddings(mesh, kind)` is what the trainer needs to run the same train step on a
+mesh (the architecture's rule: `distributed` wraps steps, it does not rewrite them):
+
+* `lookups()`: a context in which every `EmbeddingLayer.lookup(table, ids)` becomes
+  `jaxrec.embedding.sharded.sharded_lookup` (a `shard_map` over the mesh) on the layer's
+  physical, row-sharded table. Models are unchanged; the trainer traces its step inside it.
+* `shard_state(state, layouts)`: the stacked tables, and every per-row optimizer slot of the
+  same leading size, converted to physical row order (`mod` or `contiguous`) and placed with
+  rows over all devices; everything else replicated.
+* `physical_ids(ids, V)`: logical stacked ids -> physical rows, with padding ids (>= V)
+  sent out of range, for the row-wise sparse update.
+* `batch_sharding()`: a chunk `[K, B, ...]` split over `data` on its batch dim.
+
+Checkpoints stay logical: `jaxrec.train.checkpointing` converts physical tables back with
+`RowSharding.to_logical` before unstacking, so a run saved on 8 devices restores on 1 or 4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Iterator, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import serialization
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxrec.distributed.mesh import DATA, replicated
+from jaxrec.embedding.layer import EmbeddingLayer, StackLayout, stacked_layout_at
+from jaxrec.embedding.sharded import RowSharding, sharded_lookup, table_sharding
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedEmbeddings:
+    """Row sharding of every embedding table over all devices of `mesh` (`kind`: 'mod' | 'contiguous')."""
+
+    mesh: Mesh
+    kind: str = "mod"
+
+    @property
+    def rows(self) -> RowSharding:
+        return RowSharding(self.kind, self.mesh.size)
+
+    @contextlib.contextmanager
+    def lookups(self) -> Iterator[None]:
+        """Within this context, EmbeddingLayer lookups read row-sharded tables via shard_map."""
+
+        def interceptor(next_fun, args, kwargs, context):
+            if isinstance(context.module, EmbeddingLayer) and context.method_name == "lookup":
+                table, ids = args
+                return sharded_lookup(self.mesh, table, ids, context.module.layout.total_rows, self.rows)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(interceptor):
+            yield
+
+    def physical_ids(self, ids: jax.Array, vocab_size: int) -> jax.Array:
+        """Logical stacked ids `[N]` -> physical rows `[N]`; ids >= V (padding) -> S*R (dropped)."""
+        return jnp.where(ids < vocab_size, self.rows.physical_index(ids, vocab_size), self.rows.padded_rows(vocab_size))
+
+    def batch_sharding(self) -> NamedSharding:
+        """Sharding of a chunk `[K, B, ...]`: the batch dim over `data`."""
+        return NamedSharding(self.mesh, P(None, DATA))
+
+    def shard_state(self, tree: Any, layouts: Mapping[tuple[str, ...], StackLayout]) -> Any:
+        """Logical-stacked tables (and same-sized per-row slots) -> physical, placed on the mesh."""
+        sd = serialization.to_state_dict(tree)
+
+        def visit(node, path):
+            if isinstance(node, Mapping):
+                return {k: visit(v, path + (str(k),)) for k, v in node.items()}
+            layout = stacked_layout_at(path, layouts)
+            if layout is not None and getattr(node, "ndim", 0) >= 1 and node.shape[0] == layout.total_rows:
+                return jax.device_put(self.rows.to_physical(jnp.asarray(node)), table_sharding(self.mesh))
+            return jax.device_put(node, replicated(self.mesh))
+
+        return serialization.from_state_dict(tree, visit(sd, ()))
+
