@@ -45,8 +45,9 @@ Three pieces, one semantics (ARCHITECTURE.md, "Reference before kernel")
 What runs where
 ---------------
 ``embedding_bag(..., implementation=None)`` picks by ``jax.default_backend()``: 'gpu' runs the
-Triton kernel, 'tpu' the Mosaic kernel, anything else (CPU) the XLA reference.
-``implementation='xla'`` forces the reference, ``'pallas'`` the kernel of the current
+Triton kernel, 'tpu' the Mosaic kernel, anything else (CPU) the XLA path (`_xla_forward`:
+the reference's math, one gather per bag position).
+``implementation='xla'`` forces the XLA path, ``'pallas'`` the kernel of the current
 backend (an error on CPU unless interpreted). ``interpret=True`` runs the GPU form in
 Pallas' generic interpreter on any backend (what the CPU tests do);
 ``interpret=pltpu.InterpretParams()`` runs the TPU form in the TPU interpreter (DMAs and
@@ -199,6 +200,29 @@ def embedding_bag_reference(table: jax.Array, ids: jax.Array, lengths: jax.Array
     valid = _valid_mask(ids, lengths, table.shape[0])
     rows = jnp.take(table, jnp.where(valid, ids, 0), axis=0)               # [B, L, D]
     total = jnp.sum(jnp.where(valid[..., None], rows.astype(jnp.float32), 0.0), axis=1)
+    if combiner == "mean":
+        total = total * _bag_scale(lengths, ids.shape[1], combiner)[:, None]
+    return total.astype(table.dtype)
+
+
+# ------------------------------------------------------------------------------ XLA path
+
+def _xla_forward(table: jax.Array, ids: jax.Array, lengths: jax.Array, combiner: str) -> jax.Array:
+    """The default op off GPU/TPU: one `[B]` gather per bag position, accumulated in float32.
+
+    Same result as the reference, but position by position: on CPU, XLA's gather of a whole
+    `[B, L]` id block and the separate reduction over `L` reach ~8% of the copy bandwidth,
+    while `L` gathers of `[B]` ids into a running `[B, D]` sum reach ~44%
+    (benchmarks/embedding_lookup_bandwidth.py): the gathered rows never leave the cache.
+    """
+    valid = _valid_mask(ids, lengths, table.shape[0])
+    safe = jnp.where(valid, ids, 0)
+
+    def add_position(l, acc):
+        rows = jnp.take(table, safe[:, l], axis=0).astype(jnp.float32)
+        return acc + jnp.where(valid[:, l, None], rows, 0.0)
+
+    total = jax.lax.fori_loop(0, ids.shape[1], add_position, jnp.zeros((ids.shape[0], table.shape[1]), jnp.float32))
     if combiner == "mean":
         total = total * _bag_scale(lengths, ids.shape[1], combiner)[:, None]
     return total.astype(table.dtype)
@@ -372,7 +396,7 @@ def embedding_bag_row_grads(ids: jax.Array, lengths: jax.Array, g_out: jax.Array
 
 def _forward(table, ids, lengths, combiner, variant, interpret):
     if variant == "xla":
-        return embedding_bag_reference(table, ids, lengths, combiner)
+        return _xla_forward(table, ids, lengths, combiner)
     if variant == "gpu":
         return _gpu_forward(table, ids, lengths, combiner, interpret=interpret)
     return _tpu_forward(table, ids, lengths, combiner, interpret=interpret)
@@ -438,8 +462,8 @@ def embedding_bag(table: jax.Array, ids: jax.Array, lengths: jax.Array, combiner
       ids: ``[B, L]`` int ids; only the first ``lengths[b]`` of bag ``b`` are read.
       lengths: ``[B]`` int bag lengths in ``[0, L]``.
       combiner: 'sum' or 'mean' (divides by ``max(length, 1)``; empty bags give zeros).
-      implementation: None picks by backend (Pallas kernel on GPU/TPU, XLA reference
-        elsewhere); 'xla' forces the reference; 'pallas' forces the kernel of this backend.
+      implementation: None picks by backend (Pallas kernel on GPU/TPU, the XLA path
+        elsewhere); 'xla' forces the XLA path; 'pallas' forces the kernel of this backend.
       interpret: True runs the (GPU-form) kernel in the Pallas interpreter on any backend;
         a ``pltpu.InterpretParams`` runs the TPU-form kernel in the TPU interpreter.
 
