@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from typing import Callable, Mapping
 
 import numpy as np
@@ -19,6 +20,7 @@ from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, length
 from jaxrec.errors import DataError
 
 RowLocator = Callable[[int], str]  # row index -> "file:line" for error messages
+log = logging.getLogger("jaxrec")
 
 
 def _default_where(i: int) -> str:
@@ -215,6 +217,10 @@ def encode(
             rows = np.repeat(np.arange(len(raw)), counts)
             ids = _ids(f, vocabs.get(f.name), tokens, where, rows)
             out[f.name], out[lengths_key(f.name)] = pack_sequences(ids, counts, f.max_len, f.truncate)
+            long = counts > f.max_len
+            if long.any():
+                log.warning("feature %r: %d of %d rows have more than max_len=%d ids; %d ids dropped (truncate=%r)",
+                            f.name, int(long.sum()), len(counts), f.max_len, int((counts - f.max_len)[long].sum()), f.truncate)
     return out
 
 

@@ -59,6 +59,11 @@ class Sequence:
     first `max_len` tokens (`truncate='head'`) or their last (`'tail'`, for histories).
     `combiner` is how the embedding layer pools the tokens: 'mean', 'sum', or None to
     keep the `[B, L, D]` sequence for attention models.
+
+    Overflow is never silent: rows longer than `max_len` are truncated at encoding time
+    with a logged count; with `batch_capacity` set, a batch keeps at most that many ids of
+    this feature (static capacity, in row order), and the ids dropped beyond it are counted
+    in the training metrics (`overflow_ids/<name>`).
     """
 
     name: str
@@ -72,6 +77,7 @@ class Sequence:
     group: str | None = None
     combiner: Literal["mean", "sum"] | None = "mean"
     truncate: Literal["head", "tail"] = "head"
+    batch_capacity: int | None = None
 
     @property
     def source(self) -> str:

@@ -37,6 +37,7 @@ EMBEDDING = "embedding"      # Flax collection holding the tables
 STACKED = "stacked"          # name of the stacked table inside a layer's collection
 ROWS = "rows"                # perturbation names of the gathered rows (row-wise sparse training)
 LOOKUP_IDS = "lookup_ids"    # collection the layer sows its looked-up row ids into
+COUNTERS = "counters"        # collection of per-step counts a trainer reports (overflow ids)
 
 
 def table_name(feature: Feature) -> str:
@@ -98,6 +99,18 @@ def pool(emb: jnp.ndarray, lengths: jnp.ndarray, combiner: str) -> jnp.ndarray:
     raise ValueError(f"unknown combiner {combiner!r}; expected 'mean' or 'sum'")
 
 
+def apply_capacity(lengths: jnp.ndarray, capacity: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Static per-batch id capacity: lengths `[B]` -> (kept lengths `[B]`, ids dropped `[]`).
+
+    Bags keep their ids in row order until `capacity` ids of the batch are used; later ids
+    are dropped (jax-tpu-embedding's static capacities), and their number is returned so it
+    is reported, never silent.
+    """
+    start = jnp.cumsum(lengths) - lengths
+    kept = jnp.clip(capacity - start, 0, lengths).astype(lengths.dtype)
+    return kept, jnp.sum(lengths - kept)
+
+
 class EmbeddingLayer(nn.Module):
     """Looks up every field of a batch: `batch -> [B, F, D]`, F = len(features).
 
@@ -153,7 +166,12 @@ class EmbeddingLayer(nn.Module):
                     raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
                                      "EmbeddingLayer pools fields: give it a combiner")
                 tokens = self._gather(table, batch[f.name] + offsets[table_name(f)], f"{ROWS}_{f.name}")
-                fields.append(pool(tokens, batch[lengths_key(f.name)], f.combiner))
+                lengths = batch[lengths_key(f.name)]
+                if f.batch_capacity is not None:
+                    lengths, dropped = apply_capacity(lengths, f.batch_capacity)
+                    if not self.is_initializing():
+                        self.sow(COUNTERS, f"overflow_ids/{f.name}", dropped)
+                fields.append(pool(tokens, lengths, f.combiner))
             else:
                 fields.append(gathered[:, column[f.name]])
         return jnp.stack(fields, axis=1)

@@ -181,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     latest = exp.checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
     best = exp.checkpointer(workdir / "best", keep=1)
     state = exp.init_state(place=False)
-    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
+    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False, "counters": {}}
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))
@@ -196,7 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     profiling = False
     stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps),
                              sharding=exp.batch_sharding)
-    epoch_tic, epoch_first = time.perf_counter(), step
+    epoch_tic, epoch_first, epoch_counts = time.perf_counter(), step, dict(meta.get("epoch_counts", {}))
     with logging_redirect_tqdm():  # log lines print above the progress bar
         try:
             for first, chunk in ([] if meta["stopped"] else stream):
@@ -206,6 +206,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                     profiling = True
                 new_state, out = exp.train_steps(state, chunk)
                 losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
+                for key, v in out.items():  # counters sown by the model, e.g. overflow_ids/<feature>
+                    if key != "loss":
+                        epoch_counts[key] = epoch_counts.get(key, 0) + int(np.sum(v))
                 if profiling and profile:
                     jax.profiler.stop_trace()
                     profile = False  # one traced call is enough
@@ -217,6 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                 summaries.scalars("train", {"loss": float(losses.mean())}, step)
                 if step % spe:  # mid-epoch
                     if int(t.checkpoint_every_steps) and step - last_saved >= int(t.checkpoint_every_steps):
+                        meta["epoch_counts"] = epoch_counts  # so a resumed epoch keeps its counts
                         latest.save(step, state, meta)
                         last_saved = step
                     continue
@@ -231,7 +235,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                     best.save(epoch, state.params, {"epoch": epoch, "valid": valid})
                 else:
                     meta["bad_epochs"] += 1
-                meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s})
+                meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s, "counters": epoch_counts})
+                meta["epoch_counts"] = {}
+                for key, v in epoch_counts.items():
+                    meta["counters"][key] = meta["counters"].get(key, 0) + v
+                    if v:
+                        log.warning("epoch %d: %s = %d (ids beyond the feature's batch_capacity were dropped)", epoch, key, v)
+                summaries.scalars("train", epoch_counts, step)
                 summaries.scalars("valid", valid, step)
                 if ex_s:
                     summaries.scalars("train", {"examples_per_sec": ex_s}, step)
@@ -242,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                          meta["best_value"], meta["best_epoch"], "; early stop" if meta["stopped"] else "")
                 if meta["stopped"]:
                     break
-                epoch_tic, epoch_first = time.perf_counter(), step
+                epoch_tic, epoch_first, epoch_counts = time.perf_counter(), step, {}
         finally:
             stream.close()
             bar.close()
@@ -260,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
         stopped_early=bool(meta["stopped"]),
         train_examples_per_sec=float(np.median(speeds)) if speeds else None,
         steps=step,
+        train_counters=meta.get("counters", {}),
         history=meta["history"],
         model=config.model.name,
         dataset=exp.dataset.name,

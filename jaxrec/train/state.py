@@ -31,7 +31,7 @@ import optax
 from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
-from jaxrec.embedding import EMBEDDING, LOOKUP_IDS, STACKED
+from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, STACKED
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
 
 Batch = Mapping[str, jnp.ndarray]
@@ -120,7 +120,8 @@ def _context(sharding):
 
 def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
                     sharding=None, layouts=None) -> Callable:
-    """Returns the pure `train_step(state, batch) -> (state, {'loss': scalar})`.
+    """Returns the pure `train_step(state, batch) -> (state, metrics)`: {'loss': scalar} plus the
+    counters embedding layers sow (e.g. 'overflow_ids/<feature>': ids dropped by a batch capacity).
 
     With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
     with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
@@ -129,39 +130,42 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
 
     def dense_step(state: TrainState, batch: Batch, dropout_rng):
         def objective(params):
-            logits = model.apply(variables(params), batch, train=True, rngs={"dropout": dropout_rng})
-            return loss_fn(logits, batch[LABELS])
+            logits, sown = model.apply(variables(params), batch, train=True, rngs={"dropout": dropout_rng}, mutable=[COUNTERS])
+            return loss_fn(logits, batch[LABELS]), sown.get(COUNTERS, {})
 
-        loss, grads = jax.value_and_grad(objective)(state.params)
+        (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         new_params, new_opt = {}, {}
         for side, tx in (("dense", optimizers.dense), ("sparse", optimizers.sparse)):
             updates, new_opt[side] = tx.update(grads[side], state.opt_state[side], state.params[side])
             new_params[side] = optax.apply_updates(state.params[side], updates)
-        return loss, new_params, new_opt
+        return loss, counters, new_params, new_opt
 
     def rowwise_step(state: TrainState, batch: Batch, dropout_rng):
         tables = state.params["sparse"]
 
         def objective(dense, perturbations):
             logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
-                                       train=True, rngs={"dropout": dropout_rng}, mutable=[LOOKUP_IDS])
-            return loss_fn(logits, batch[LABELS]), sown[LOOKUP_IDS]
+                                       train=True, rngs={"dropout": dropout_rng}, mutable=[LOOKUP_IDS, COUNTERS])
+            return loss_fn(logits, batch[LABELS]), (sown[LOOKUP_IDS], sown.get(COUNTERS, {}))
 
         shapes = jax.eval_shape(lambda: model.apply(variables(state.params), batch, mutable=["perturbations"])[1])
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
-        (loss, ids), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(state.params["dense"], zeros)
+        (loss, (ids, counters)), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
+            state.params["dense"], zeros)
         updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
         new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows,
                                                        sharding, layouts)
         new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
-        return loss, new_params, {"dense": dense_opt, "sparse": sparse_opt}
+        return loss, counters, new_params, {"dense": dense_opt, "sparse": sparse_opt}
 
     def train_step(state: TrainState, batch: Batch):
         dropout_rng = jax.random.fold_in(state.rng, state.step)
         step_fn = rowwise_step if optimizers.rowwise else dense_step
         with _context(sharding):
-            loss, params, opt_state = step_fn(state, batch, dropout_rng)
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), {"loss": loss}
+            loss, counters, params, opt_state = step_fn(state, batch, dropout_rng)
+        metrics = {"loss": loss, **{"/".join(path[1:]) if len(path) > 1 else path[0]: sum(v)
+                                    for path, v in traverse_util.flatten_dict(counters).items()}}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
 
