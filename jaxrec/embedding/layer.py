@@ -25,9 +25,10 @@ vector per field), so every field becomes one `D`-vector token.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -58,14 +59,16 @@ class StackLayout:
     sizes: tuple[int, ...]
 
     @classmethod
+    def from_tables(cls, tables) -> "StackLayout":
+        """Layout of `TableSpec`s stacked in the given order."""
+        return cls(tuple(t.name for t in tables), tuple(int(t.rows) for t in tables))
+
+    @classmethod
     def from_features(cls, features: tuple[Feature, ...]) -> "StackLayout":
-        sizes: dict[str, int] = {}
-        for f in features:
-            if is_embedded(f):
-                if not f.vocab_size:
-                    raise ValueError(f"feature {f.name!r} has no vocab_size; fit the encoders first (jaxrec.data.encoding.fit)")
-                sizes[table_name(f)] = max(sizes.get(table_name(f), 0), int(f.vocab_size))
-        return cls(tuple(sizes), tuple(sizes.values()))
+        """Layout of the tables that data feature specs read (`specs_from_features`)."""
+        from jaxrec.embedding.specs import specs_from_features
+
+        return cls.from_tables(specs_from_features(features, dim=1)[0])
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -83,6 +86,26 @@ class StackLayout:
     def stack(self, tables: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """Logical tables `{name: [V_t, D]}` -> stacked `[total_rows, D]`."""
         return jnp.concatenate([tables[n] for n in self.names], axis=0)
+
+
+def _initializer(spec) -> Callable:
+    if spec.initializer == "normal":
+        return nn.initializers.normal(spec.init_scale)
+    if spec.initializer == "uniform":
+        return nn.initializers.uniform(2 * spec.init_scale)  # then shifted to [-scale, scale)
+    return nn.initializers.zeros
+
+
+def init_stacked(rng, tables) -> jnp.ndarray:
+    """Initial stacked table `[sum rows, dim]` for `TableSpec`s: one draw when they share an
+    initializer, else one per table, concatenated."""
+    dim = tables[0].dim
+    shift = lambda t, x: x - t.init_scale if t.initializer == "uniform" else x
+    if len({(t.initializer, t.init_scale) for t in tables}) == 1:
+        t = tables[0]
+        return shift(t, _initializer(t)(rng, (sum(t.rows for t in tables), dim), jnp.float32))
+    keys = jax.random.split(rng, len(tables))
+    return jnp.concatenate([shift(t, _initializer(t)(k, (t.rows, dim), jnp.float32)) for t, k in zip(tables, keys)])
 
 
 def pool(emb: jnp.ndarray, lengths: jnp.ndarray, combiner: str) -> jnp.ndarray:
@@ -125,8 +148,15 @@ class EmbeddingLayer(nn.Module):
     init_std: float = 1e-4
 
     @property
+    def specs(self):
+        """(TableSpecs, FeatureSpecs) this layer derives from its features (`jaxrec.embedding.specs`)."""
+        from jaxrec.embedding.specs import specs_from_features
+
+        return specs_from_features(self.features, self.dim, self.init_std)
+
+    @property
     def layout(self) -> StackLayout:
-        return StackLayout.from_features(self.features)
+        return StackLayout.from_tables(self.specs[0])
 
     def lookup(self, table: jnp.ndarray, ids: jnp.ndarray) -> jnp.ndarray:
         """`table[ids]`: rows `[..., D]` of stacked ids `[...]`. The one gather of the layer, and
@@ -145,8 +175,9 @@ class EmbeddingLayer(nn.Module):
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]`."""
         layout = self.layout
-        init = nn.initializers.normal(self.init_std)
-        table = self.variable(EMBEDDING, STACKED, lambda: init(self.make_rng("params"), (layout.total_rows, self.dim), jnp.float32)).value
+        tables = self.specs[0]
+        table = self.variable(EMBEDDING, STACKED, lambda: init_stacked(self.make_rng("params"), tables)).value
+        init = nn.initializers.normal(self.init_std)  # numeric-field vectors
         offsets = layout.offsets
         single = [f for f in self.features if is_embedded(f) and not isinstance(f, Sequence)]
         # One gather for all single-token fields: [B, S, D].
@@ -180,8 +211,6 @@ class EmbeddingLayer(nn.Module):
 def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]) -> dict[tuple[str, ...], StackLayout]:
     """`{module path: StackLayout}` of every EmbeddingLayer a model uses (found by tracing
     `model.init` abstractly with a method interceptor; nothing is computed)."""
-    import jax
-
     found: dict[tuple[str, ...], StackLayout] = {}
 
     def interceptor(next_fun, args, kwargs, context):

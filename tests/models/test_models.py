@@ -116,3 +116,28 @@ def test_unknown_model_and_option_are_config_errors():
         build_model("deepfn", FEATURES)
     with pytest.raises(ConfigError, match=r"model\.hiden"):
         build_model("dnn", FEATURES, hiden=(3,))
+
+
+def test_specs_derived_from_features_keep_tables_and_features_apart():
+    from jaxrec.embedding.specs import TableSpec, specs_from_features
+
+    feats = (Categorical("item", vocab_size=6), Sequence("hist", max_len=3, vocab_size=9, group="item", combiner="sum",
+                                                          batch_capacity=10), Categorical("u", vocab_size=4))
+    tables, fspecs = specs_from_features(feats, dim=8)
+    assert [(t.name, t.rows, t.dim) for t in tables] == [("item", 9, 8), ("u", 4, 8)]  # shared table: largest vocab
+    assert [(f.name, f.table, f.max_len, f.pooled, f.batch_capacity) for f in fspecs] == [
+        ("item", "item", 1, True, None), ("hist", "item", 3, True, 10), ("u", "u", 1, True, None)]
+    assert StackLayout.from_features(feats) == StackLayout(("item", "u"), (9, 4))
+    with pytest.raises(ValueError, match="rows=0"):
+        TableSpec("t", 0, 4)
+
+
+def test_per_table_initializers():
+    from jaxrec.embedding.layer import init_stacked
+    from jaxrec.embedding.specs import TableSpec
+
+    t = init_stacked(jax.random.PRNGKey(0), (TableSpec("a", 1000, 4, "zeros"), TableSpec("b", 1000, 4, "uniform", 0.5),
+                                             TableSpec("c", 1000, 4, "normal", 2.0)))
+    a, b, c = np.asarray(t[:1000]), np.asarray(t[1000:2000]), np.asarray(t[2000:])
+    assert np.all(a == 0) and b.min() >= -0.5 and b.max() < 0.5 and abs(b.mean()) < 0.05
+    assert 1.8 < c.std() < 2.2
