@@ -7,9 +7,6 @@ this pytest process has already started JAX with one, so they run in a subproces
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -19,21 +16,15 @@ import pytest
 
 from jaxrec.distributed import batch_sharding, make_mesh, replicated
 from jaxrec.embedding.sharded import RowSharding, shard_table, sharded_bag_lookup, sharded_lookup, unshard_table
+from tests.distributed import run_on_8_cpu_devices
 
-ROOT = Path(__file__).resolve().parents[2]
 CHECKS = Path(__file__).with_name("_sharded_checks.py")
 
 
 def test_sharded_lookup_on_8_cpu_devices():
     """Meshes (8, 1), (4, 2), (1, 8) x placements 'contiguous', 'mod': one subprocess (JAX starts once)."""
-    env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-    env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=8"])
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     shapes = ["8x1", "4x2", "1x8"]
-    proc = subprocess.run([sys.executable, str(CHECKS), *shapes], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_on_8_cpu_devices(CHECKS, *shapes, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "ALL CHECKS PASSED" in proc.stdout, f"{CHECKS.name} failed:\n{out}"
     assert "FAIL" not in proc.stdout, out
