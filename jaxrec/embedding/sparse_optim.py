@@ -77,8 +77,16 @@ def dedup(ids: jax.Array, grads: jax.Array, num_rows: int, capacity: int | None 
 
     Returns:
       `(unique_ids [C] int32` sorted ascending, padded with `num_rows`,
-      `summed_grads [C, D]` with zero rows at the padding slots).
+      `summed_grads [C, D]` with zero rows at the padding slots). When no capacity is given
+      and the table is no larger than the id list (V <= N), C = V and slot r holds row r if
+      it was touched (else the padding id): a bincount instead of a sort, same update.
     """
+    if capacity is None and num_rows <= ids.shape[0]:
+        # Small table: a bincount over the rows beats sorting the ids. Slots are the rows
+        # themselves (C = V), untouched ones padded with num_rows like the sorted path.
+        counts = jnp.zeros((num_rows,), jnp.int32).at[ids].add(1, mode="drop")
+        summed = jnp.zeros((num_rows,) + grads.shape[1:], grads.dtype).at[ids].add(grads, mode="drop")
+        return jnp.where(counts > 0, jnp.arange(num_rows, dtype=jnp.int32), num_rows), summed
     capacity = int(capacity or ids.shape[0])
     uniq, inverse = jnp.unique(ids.astype(jnp.int32), size=capacity, fill_value=num_rows, return_inverse=True)
     summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=capacity)

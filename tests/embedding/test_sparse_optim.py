@@ -313,3 +313,17 @@ def test_from_config_builds_each_optimizer():
 def test_from_config_errors_name_the_key(cfg, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         so.from_config(cfg)
+
+
+def test_dedup_small_table_path_equals_sort_path():
+    rng = np.random.default_rng(3)
+    V, N = 50, 400  # V <= N: the bincount path; capacity=N forces the sort path
+    ids = jnp.asarray(rng.integers(0, V, N).astype(np.int32))
+    grads = jnp.asarray(rng.normal(size=(N, 3)).astype(np.float32))
+    u1, g1 = so.dedup(ids, grads, V)
+    u2, g2 = so.dedup(ids, grads, V, capacity=N)
+    assert u1.shape == (V,) and u2.shape == (N,)
+    assert set(np.asarray(u1)[np.asarray(u1) < V].tolist()) == set(np.unique(np.asarray(ids)).tolist())
+    dense = lambda u, g: np.asarray(jnp.zeros((V, 3)).at[u].add(g, mode="drop"))
+    np.testing.assert_allclose(dense(u1, g1), dense(u2, g2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(g1)[np.asarray(u1) == V], 0.0)  # padding slots carry no gradient
