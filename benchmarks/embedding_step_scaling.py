@@ -6,7 +6,10 @@ A DeepFM (embed dim 16, MLP 256-128) over 26 categorical fields, batch 4096, ids
 uniformly from each field's vocabulary (vocab = rows / 26, so the stacked table has `rows`
 rows). For each table size it times `train_steps` (the library's jitted K-step call) with
   * `rowwise`: Adam with lazy per-row moments on the touched rows only
-    (`sparse_optimizer.rowwise=True`), and
+    (`sparse_optimizer.rowwise=True`); duplicate ids merged by a bincount over the rows when
+    the table has no more rows than the batch has ids (here: 10^4 and 10^5), else by sorting;
+  * `rowwise_sort`: the same, always merging by sorting the ids (`sparse_optimizer.dedup=sort`),
+    so one algorithm runs at every size: this is the scaling measurement;
   * `dense`:   optax Adam over the whole table (the foundation's default).
 Reported: median seconds per step over repeated calls (compile excluded), and each mode's
 ratio to its own time at the smallest table.
@@ -42,13 +45,14 @@ def synthetic_dataset(rows: int, batch: int, steps: int, seed: int = 0) -> Datas
     return Dataset("step_scaling", features, {"train": cols, "valid": small, "test": small})
 
 
-def time_mode(dataset: Dataset, rowwise: bool, batch: int, steps: int, repeats: int) -> list[float]:
+def time_mode(dataset: Dataset, mode: str, batch: int, steps: int, repeats: int) -> list[float]:
     c = default_config()
     c.model.name = "deepfm"
     c.model.embed_dim, c.model.hidden = 16, (256, 128)
     c.train.batch_size = batch
     c.train.steps_per_call = steps
-    c.sparse_optimizer.rowwise = rowwise
+    c.sparse_optimizer.rowwise = mode.startswith("rowwise")
+    c.sparse_optimizer.dedup = "sort" if mode == "rowwise_sort" else "auto"
     exp = loop.build(c, dataset)
     state = exp.init_state()
     cols = dataset.columns("train")
@@ -70,14 +74,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=10, help="steps per compiled call")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--modes", nargs="+", default=["rowwise", "dense"])
+    p.add_argument("--modes", nargs="+", default=["rowwise", "rowwise_sort", "dense"])
     p.add_argument("--no_doc", action="store_true")
     args = p.parse_args()
     results = []
     for rows in [int(r) for r in args.rows]:
         ds = synthetic_dataset(rows, args.batch, args.steps)
         for mode in args.modes:
-            t = time_mode(ds, mode == "rowwise", args.batch, args.steps, args.repeats)
+            t = time_mode(ds, mode, args.batch, args.steps, args.repeats)
             results.append({"rows": rows, "mode": mode, "seconds_per_step_median": float(np.median(t)), "seconds_per_step": t})
             print(f"rows {rows:>10,d} {mode:8s}: {np.median(t) * 1e3:8.2f} ms/step", flush=True)
         del ds
@@ -119,7 +123,9 @@ def write_doc(payload: dict) -> None:
         "",
         f"DeepFM (dim 16, MLP 256-128), {payload['fields']} fields, batch {payload['batch']}, uniform ids; median seconds per",
         f"step over {payload['repeats']} calls of {payload['steps_per_call']} steps (compile excluded). `rowwise`: lazy Adam on the",
-        "touched rows only (`sparse_optimizer.rowwise=True`); `dense`: optax Adam over the whole table.",
+        "touched rows only (`sparse_optimizer.rowwise=True`; duplicates merged by a bincount over the rows when the",
+        "table has no more rows than the batch has ids, else by a sort); `rowwise_sort`: the same, always sorting",
+        "(one algorithm at every size: the scaling measurement); `dense`: optax Adam over the whole table.",
         "",
         "| rows | mode | ms / step | ratio to smallest table |",
         "|---|---|---|---|",

@@ -101,7 +101,8 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         for key in ("batch_size", "eval_batch_size"):
             if int(t[key]) % mesh.shape["data"]:
                 raise ConfigError(f"train.{key}={t[key]} is not divisible by the mesh's data axis ({mesh.shape['data']})")
-    step = state_lib.make_train_step(model, optimizers, sharding=sharding, layouts=layouts)
+    step = state_lib.make_train_step(model, optimizers, sharding=sharding, layouts=layouts,
+                                     dedup_mode=config.sparse_optimizer.get("dedup", "auto"))
     return Experiment(
         config=config, dataset=dataset, model=model, optimizers=optimizers, steps_per_epoch=spe,
         steps_per_call=int(t.steps_per_call) or spe,

@@ -34,6 +34,7 @@ OPTIMIZER_DEFAULTS = dict(
 SPARSE_DEFAULTS = dict(
     OPTIMIZER_DEFAULTS,
     rowwise=False,              # True: row-wise sparse update of the touched rows only (jaxrec.embedding.sparse_optim)
+    dedup="auto",               # rowwise: merge duplicate ids by 'sort' (cost ~ ids) or 'auto' (bincount when V <= ids)
     bias_correction="row",      # rowwise adam: per-row step counts ('row') or the global step ('global')
     initial_accumulator=None,   # rowwise adagrad / rowwise_adagrad / ftrl (None: the optimizer's default)
     l1=0.0, l2=0.0, beta=1.0, lr_power=-0.5,  # rowwise ftrl (McMahan et al. 2013)
@@ -57,6 +58,8 @@ def make_sparse_optimizer(cfg: Mapping, total_steps: int, where: str = "sparse_o
     if name not in sparse_optim.OPTIMIZERS:
         raise ConfigError(f"{where}.name={name!r} with rowwise=True: expected one of {sorted(sparse_optim.OPTIMIZERS)}")
     params = inspect.signature(sparse_optim.OPTIMIZERS[name]).parameters
+    if cfg["dedup"] not in ("auto", "sort"):
+        raise ConfigError(f"{where}.dedup={cfg['dedup']!r}: expected 'auto' or 'sort'")
     kwargs = {k: v for k, v in cfg.items() if k in params and k != "lr" and v is not None}
     return sparse_optim.from_config({"name": name, "lr": schedule(cfg, total_steps), **kwargs}, where)
 

@@ -85,7 +85,8 @@ def _layer_paths(tables: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return [path[:-1] for path in traverse_util.flatten_dict(tables) if path[-1] == STACKED]
 
 
-def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads, sharding=None, layouts=None):
+def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads, sharding=None,
+                          layouts=None, dedup_mode: str = "auto"):
     """Row-wise update of every stacked table from the rows the batch gathered.
 
     Args:
@@ -95,6 +96,8 @@ def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, 
       row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
       sharding, layouts: for row-sharded tables (`ShardedEmbeddings`), which store rows in
         physical order: the logical ids are mapped to physical rows before the update.
+      dedup_mode: 'sort' always merges duplicates by sorting the ids; 'auto' uses a bincount
+        over the rows when the table has no more rows than the batch has ids (`dedup`).
     Returns:
       (new tables, new optimizer states); only the touched rows change.
     """
@@ -107,7 +110,7 @@ def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, 
         ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
         grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
         vocab = table.shape[0] if sharding is None else layouts[layer].total_rows
-        uids, ugrads = dedup(ids, grads, vocab)
+        uids, ugrads = dedup(ids, grads, vocab, capacity=ids.shape[0] if dedup_mode == "sort" else None)
         if sharding is not None:
             uids = sharding.physical_ids(uids, vocab)
         new_t[layer + (STACKED,)], new_s[layer + (STACKED,)] = tx.update(uids, ugrads, table, flat_s[layer + (STACKED,)])
@@ -119,7 +122,7 @@ def _context(sharding):
 
 
 def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
-                    sharding=None, layouts=None) -> Callable:
+                    sharding=None, layouts=None, dedup_mode: str = "auto") -> Callable:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`: {'loss': scalar} plus the
     counters embedding layers sow (e.g. 'overflow_ids/<feature>': ids dropped by a batch capacity).
 
@@ -154,7 +157,7 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
             state.params["dense"], zeros)
         updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
         new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows,
-                                                       sharding, layouts)
+                                                       sharding, layouts, dedup_mode)
         new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
         return loss, counters, new_params, {"dense": dense_opt, "sparse": sparse_opt}
 
