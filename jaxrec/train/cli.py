@@ -149,11 +149,15 @@ def eval_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", default="best", choices=["best", "latest"])
     parser.add_argument("--data_dir", help="override dataset.data_dir (data moved since training)")
     parser.add_argument("--output", help="metrics JSON path (default <workdir>/eval_<checkpoint>_<split>.json)")
+    parser.add_argument("--mesh_shape", help="evaluate on another mesh, e.g. '(4, 1)', or 'none' for one device "
+                        "(checkpoints hold logical tables, so any mesh reads them); default: the training mesh")
     args = parser.parse_args(argv[1:])
     try:
         config = load_config(args.workdir)
         if args.data_dir:
             config.dataset.data_dir = args.data_dir
+        if args.mesh_shape:
+            apply_overrides(config, [f"--config.mesh.shape={'()' if args.mesh_shape == 'none' else args.mesh_shape}"])
         result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config)
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)

@@ -95,7 +95,8 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         shape = tuple(int(x) for x in config.mesh.shape)
         if len(shape) != 2 or math.prod(shape) > jax.device_count():
             raise ConfigError(f"mesh.shape={shape}: expected (data, model) with at most {jax.device_count()} devices "
-                              f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+                              f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N; eval.py --mesh_shape none "
+                              f"evaluates a mesh-trained workdir on one device)")
         mesh = make_mesh(shape, devices=jax.devices()[:math.prod(shape)])
         sharding = ShardedEmbeddings(mesh, config.mesh.table_sharding)
         for key in ("batch_size", "eval_batch_size"):

@@ -87,5 +87,18 @@ with tempfile.TemporaryDirectory() as tmp:
         # batch slices of another size (different matmul blocking), never because of the tables.
         check(d <= 1e-6, f"restore on {n} device(s): predictions == 8-device predictions (max diff {d:.2e})")
 
+# The whole loop on a mesh (prefetch to sharded chunks, eval, best checkpoint), then eval on one device.
+from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate  # noqa: E402
+
+with tempfile.TemporaryDirectory() as tmp:
+    c = config((4, 2), True)
+    c.train.num_epochs, c.train.steps_per_call, c.train.progress_bar = 1, 26, False
+    result = train_and_evaluate(c, tmp, dataset=ds)
+    check(result["test"]["auc"] > 0.7, f"train_and_evaluate on mesh (4, 2): test auc {result['test']['auc']:.4f}")
+    c.mesh.shape = ()
+    single = evaluate_checkpoint(tmp, "test", "best", config=c, dataset=ds)
+    d = abs(single["auc"] - result["test"]["auc"])
+    check(d <= 1e-6, f"its best checkpoint evaluated on one device: same test auc (diff {d:.1e})")
+
 print("ALL CHECKS PASSED" if not failures else f"{len(failures)} FAILED")
 sys.exit(1 if failures else 0)
