@@ -166,8 +166,8 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         step_fn = rowwise_step if optimizers.rowwise else dense_step
         with _context(sharding):
             loss, counters, params, opt_state = step_fn(state, batch, dropout_rng)
-        metrics = {"loss": loss, **{"/".join(path[1:]) if len(path) > 1 else path[0]: sum(v)
-                                    for path, v in traverse_util.flatten_dict(counters).items()}}
+        # Counter name -> value; layers sharing a feature (embedding and linear) sow the same count.
+        metrics = {"loss": loss, **{path[-1]: sum(v) for path, v in traverse_util.flatten_dict(counters).items()}}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
