@@ -33,17 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
+from jaxrec.embedding.specs import specs_from_features, table_name
 
 EMBEDDING = "embedding"      # Flax collection holding the tables
 STACKED = "stacked"          # name of the stacked table inside a layer's collection
 ROWS = "rows"                # perturbation names of the gathered rows (row-wise sparse training)
 LOOKUP_IDS = "lookup_ids"    # collection the layer sows its looked-up row ids into
 COUNTERS = "counters"        # collection of per-step counts a trainer reports (overflow ids)
-
-
-def table_name(feature: Feature) -> str:
-    """Logical table a feature reads: its `group` if set, else its own name."""
-    return getattr(feature, "group", None) or feature.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +62,6 @@ class StackLayout:
     @classmethod
     def from_features(cls, features: tuple[Feature, ...]) -> "StackLayout":
         """Layout of the tables that data feature specs read (`specs_from_features`)."""
-        from jaxrec.embedding.specs import specs_from_features
-
         return cls.from_tables(specs_from_features(features, dim=1)[0])
 
     @property
@@ -150,8 +144,6 @@ class EmbeddingLayer(nn.Module):
     @property
     def specs(self):
         """(TableSpecs, FeatureSpecs) this layer derives from its features (`jaxrec.embedding.specs`)."""
-        from jaxrec.embedding.specs import specs_from_features
-
         return specs_from_features(self.features, self.dim, self.init_std)
 
     @property

@@ -58,6 +58,11 @@ class FeatureSpec:
     batch_capacity: int | None = None
 
 
+def table_name(feature: Feature) -> str:
+    """Logical table a feature reads: its `group` if set, else its own name."""
+    return getattr(feature, "group", None) or feature.name
+
+
 def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: float = 1e-4,
                         initializer: str = "normal") -> tuple[tuple[TableSpec, ...], tuple[FeatureSpec, ...]]:
     """Data feature specs (vocab sizes resolved) -> (tables in first-use order, feature specs).
@@ -71,7 +76,7 @@ def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: flo
             continue
         if not f.vocab_size:
             raise ValueError(f"feature {f.name!r} has no vocab_size; fit the encoders first (jaxrec.data.encoding.fit)")
-        table = getattr(f, "group", None) or f.name
+        table = table_name(f)
         rows[table] = max(rows.get(table, 0), int(f.vocab_size))
         if isinstance(f, Sequence):
             feats.append(FeatureSpec(f.name, table, f.max_len, f.combiner is not None, f.combiner, f.batch_capacity))

@@ -53,7 +53,6 @@ def to_logical(tree: Any, layouts: Layouts, rows: RowSharding | None = None, pat
 def from_logical(saved: Any, like: Any, layouts: Layouts, path: tuple[str, ...] = ()) -> Any:
     """Inverse of `to_logical`, guided by `like` (a state dict of the reading run's layout)."""
     if isinstance(like, Mapping):
-        out = {}
         return {k: from_logical(saved[k], v, layouts, path + (str(k),)) for k, v in like.items()}
     if isinstance(saved, Mapping) and set(saved) == {LOGICAL}:
         return stacked_layout_at(path, layouts).stack({n: np.asarray(t) for n, t in saved[LOGICAL].items()})

@@ -138,7 +138,7 @@ def _better(value: float, best: float | None, mode: str, min_delta: float) -> bo
 
 
 class _Summaries:
-    """TensorBoard scalars (tensorboardX), a no-op if it cannot be created."""
+    """TensorBoard scalars (tensorboardX) of finite numeric values."""
 
     def __init__(self, logdir: Path):
         from tensorboardX import SummaryWriter

@@ -7,7 +7,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxrec.data import batching
-from jaxrec.embedding import StackLayout
 from jaxrec.train.checkpointing import Checkpointer
 from jaxrec.train.loop import build
 

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from jaxrec.errors import TrainingDiverged
@@ -91,7 +90,7 @@ def test_killed_mid_epoch_resumes_to_the_same_result(ml100k_dir, tmp_path):
     assert not (tmp_path / "b" / "metrics.json").exists()
     killed_at = max(int(p.name) for p in ckpt.glob("*") if p.name.isdigit())
     out = subprocess.run(_train_cmd(tmp_path / "b", ml100k_dir), check=True, env=env, capture_output=True, text=True)
-    assert f"resumed from" in out.stderr and f"at step {killed_at}" in out.stderr
+    assert "resumed from" in out.stderr and f"at step {killed_at}" in out.stderr
     a = json.loads((tmp_path / "a" / "metrics.json").read_text())
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert b["test"] == a["test"] and b["valid"] == a["valid"] and b["steps"] == a["steps"] == 156

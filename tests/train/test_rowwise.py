@@ -2,7 +2,6 @@
 
 import jax
 import numpy as np
-import pytest
 
 from jaxrec.data import batching
 from jaxrec.embedding import StackLayout
