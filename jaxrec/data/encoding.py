@@ -103,7 +103,24 @@ def _lookup(vocab: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return np.where(vocab[pos] == tokens, pos + 1, 0).astype(np.int32)
 
 
+def split_uint64(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint64 hashes `[...]` -> (hi, lo) uint32 `[...]` (JAX runs with x64 off)."""
+    h = np.asarray(h).astype(np.uint64)
+    return (h >> np.uint64(32)).astype(np.uint32), (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def dynamic_keys(tokens: np.ndarray) -> np.ndarray:
+    """Raw values `[N]` (ints, or strings with ''/None missing) -> keys uint32 `[N, 2]` (hi, lo of
+    `stable_hash`), the input of a dynamic vocabulary; missing values -> (0, 0)."""
+    keys = np.stack(split_uint64(stable_hash(tokens) if len(tokens) else np.zeros(0, np.uint64)), axis=1)
+    if tokens.dtype.kind in "OUS":
+        keys[_missing_mask(tokens)] = 0
+    return keys
+
+
 def _ids(feature: Categorical | Sequence, vocab, tokens: np.ndarray, where: RowLocator, rows: np.ndarray) -> np.ndarray:
+    if feature.encoding == "dynamic":
+        return dynamic_keys(tokens)
     if feature.encoding == "vocab":
         return _lookup(vocab, tokens)
     if feature.encoding == "hash":
@@ -131,8 +148,15 @@ def _check(feature: Feature) -> None:
         raise DataError(f"feature {feature.name!r}: encoding='hash' needs hash_buckets >= 2")
     if feature.encoding == "identity" and not feature.vocab_size:
         raise DataError(f"feature {feature.name!r}: encoding='identity' needs vocab_size")
-    if feature.encoding not in ("vocab", "hash", "identity"):
-        raise DataError(f"feature {feature.name!r}: unknown encoding {feature.encoding!r}")
+    if feature.encoding == "dynamic":
+        if isinstance(feature, Sequence):
+            raise DataError(f"feature {feature.name!r}: encoding='dynamic' is for categorical features only; "
+                            "use 'hash' for sequences")
+        if not (feature.vocab_size and feature.vocab_size >= 2):
+            raise DataError(f"feature {feature.name!r}: encoding='dynamic' needs vocab_size >= 2 (the table's capacity)")
+    if feature.encoding not in ("vocab", "hash", "identity", "dynamic"):
+        raise DataError(f"feature {feature.name!r}: unknown encoding {feature.encoding!r}; "
+                        "expected vocab, hash, identity or dynamic")
 
 
 def _column(columns: Mapping[str, np.ndarray], feature: Feature) -> np.ndarray:
@@ -200,7 +224,8 @@ def encode(
 ) -> dict[str, np.ndarray]:
     """Encodes raw columns `[N]` with fitted specs.
 
-    Returns a dict: categorical and bucketized numeric -> int32 `[N]`; sequences -> int32
+    Returns a dict: categorical and bucketized numeric -> int32 `[N]` (encoding='dynamic': keys
+    uint32 `[N, 2]`, see `dynamic_keys`); sequences -> int32
     `[N, max_len]` plus int32 lengths `[N]` under `lengths_key(name)`; numeric -> float32 `[N]`.
     `where(i)` names row i in errors (e.g. "ratings.csv:17").
     """

@@ -12,7 +12,13 @@ Ids: row 0 of every table means "unknown": a value not seen in train (vocab enco
 a missing value (hash encoding), or padding (sequences). `vocab_size` is the number of
 embedding rows including row 0; it is filled in when the encoders are fitted on the train
 split (`jaxrec.data.encoding.fit`), or given up front for `encoding='identity'` (columns that
-already hold integer ids in `[0, vocab_size)`).
+already hold integer ids in `[0, vocab_size)`) and `encoding='dynamic'`.
+
+`encoding='dynamic'` (categorical only) fits no vocabulary: the column becomes 64-bit keys
+(a stable hash of the raw int64 or string value) carried as uint32 `[B, 2]` (hi, lo; (0, 0)
+= missing), and the trainer maps them to rows in every step through a fixed-capacity hash
+table (`jaxrec.embedding.dynamic_vocab`) of `vocab_size` rows that admits ids seen
+`min_count` times and evicts ids unseen for `steps_to_live` steps.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Union
 
-Encoding = Literal["vocab", "hash", "identity"]
+Encoding = Literal["vocab", "hash", "identity", "dynamic"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +37,19 @@ class Categorical:
       name: feature name, the key in the batch dict.
       column: raw column it is read from (default: `name`).
       encoding: 'vocab' (vocabulary from the train split, OOV -> 0), 'hash' (stable hash
-        into `hash_buckets` ids, 0 = missing) or 'identity' (ints already in range).
+        into `hash_buckets` ids, 0 = missing), 'identity' (ints already in range) or
+        'dynamic' (raw keys mapped to rows while training; see the module docstring).
       hash_buckets: number of ids for 'hash'.
-      min_count: 'vocab' keeps values seen at least this often in train.
-      vocab_size: embedding rows incl. row 0; required for 'identity', else resolved by fit.
-      group: name of a shared embedding table (features with the same group share rows).
+      min_count: 'vocab' keeps values seen at least this often in train; 'dynamic' admits a
+        value into the table once seen this often while training.
+      vocab_size: embedding rows incl. row 0; required for 'identity' and 'dynamic' (the
+        table's capacity), else resolved by fit.
+      group: name of a shared embedding table (features with the same group share rows,
+        and, for 'dynamic', one vocabulary).
+      admission: 'dynamic' only: how counts are kept until admission, 'min_count' (exact,
+        DeepRec CounterFilter) or 'bloom' (counting Bloom filter, DeepRec CBFFilter).
+      steps_to_live: 'dynamic' only: evict a value unseen for this many steps (0 = never).
+      bloom_size: 'dynamic' only: pending-count slots ('min_count') or Bloom counters.
     """
 
     name: str
@@ -45,6 +59,9 @@ class Categorical:
     min_count: int = 1
     vocab_size: int | None = None
     group: str | None = None
+    admission: Literal["min_count", "bloom"] = "min_count"
+    steps_to_live: int = 0
+    bloom_size: int = 1 << 20
 
     @property
     def source(self) -> str:

@@ -152,30 +152,45 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     return cols
 
 
-def features(variant: str = "default") -> tuple:
-    """The feature specs of the task: ten categorical fields (+ multi-hot `genres`)."""
+VARIANTS = ("default", "genres", "dynamic")
+# 'dynamic' variant: hash-table capacity of the user and item vocabularies (about twice the
+# 943 users and 1,682 items, the load an open-addressing table wants).
+DYNAMIC_CAPACITY = {"user_id": 2048, "item_id": 4096}
+
+
+def features(variant: str = "default", dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0) -> tuple:
+    """The feature specs of the task: ten categorical fields (+ multi-hot `genres`). The
+    'dynamic' variant reads `user_id` and `item_id` as raw ids through dynamic vocabularies
+    (admitted after `dynamic_min_count` sightings, evicted after `dynamic_steps_to_live`
+    steps unseen; `jaxrec.embedding.dynamic_vocab`) instead of a vocabulary fitted on train."""
+    if variant not in VARIANTS:
+        raise DataError(f"dataset.variant={variant!r}: expected one of {VARIANTS}")
     fs = tuple(Categorical(n) for n in FIELDS)
     if variant == "genres":
         return fs + (Sequence("genres", max_len=MAX_GENRES, combiner="mean"),)
-    if variant != "default":
-        raise DataError(f"dataset.variant={variant!r}: expected 'default' or 'genres'")
+    if variant == "dynamic":
+        return tuple(Categorical(f.name, encoding="dynamic", vocab_size=DYNAMIC_CAPACITY[f.name], min_count=dynamic_min_count,
+                                 steps_to_live=dynamic_steps_to_live) if f.name in DYNAMIC_CAPACITY else f for f in fs)
     return fs
 
 
-def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024) -> Dataset:
+def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024,
+                        dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0) -> Dataset:
     """The default MovieLens-100K CTR task (see module docstring) as a `Dataset`.
 
     Args:
       data_dir: the GroupLens `ml-100k` folder (None: env / cache / download).
-      variant: 'default' (ten fields) or 'genres' (plus multi-hot genres, max_len 6).
+      variant: 'default' (ten fields), 'genres' (plus multi-hot genres, max_len 6) or
+        'dynamic' (user and item ids through dynamic vocabularies, see `features`).
       split_seed: seed of the row permutation (2024 is the reference split).
+      dynamic_min_count, dynamic_steps_to_live: admission and eviction of the 'dynamic' variant.
     Returns:
       Dataset with splits of 80,000 / 10,000 / 10,000 rows, labels = rating >= 4,
       grouped by `user_id` for GAUC.
     """
     raw = read_raw(data_dir)
     idx = random_split(len(raw["rating"]), (0.8, 0.1, 0.1), split_seed)
-    specs, vocabs = encoding.fit(features(variant), take(raw, idx["train"]))
+    specs, vocabs = encoding.fit(features(variant, dynamic_min_count, dynamic_steps_to_live), take(raw, idx["train"]))
     splits = {}
     for name, rows in idx.items():
         part = take(raw, rows)

@@ -115,7 +115,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec.data.encoding import stable_hash
+from jaxrec.data.encoding import split_uint64, stable_hash
 
 ADMISSIONS = ("none", "min_count", "bloom")
 SCALAR_STATS = (
@@ -232,12 +232,6 @@ def init(spec: DynamicVocabSpec) -> VocabState:
 
 # ---------------------------------------------------------------------------------------------
 # Host helpers: raw ids -> (hi, lo) uint32 keys.
-
-
-def split_uint64(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint64 hashes `[...]` -> (hi, lo) uint32 `[...]`."""
-    h = np.asarray(h).astype(np.uint64)
-    return (h >> np.uint64(32)).astype(np.uint32), (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def keys_from_int64(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -49,15 +49,17 @@ class StackLayout:
     Attributes:
       names: logical table names, in stacking order.
       sizes: rows of each table (the largest `vocab_size` of the features sharing it).
+      specs: their `TableSpec`s (empty for a layout given by names and sizes only).
     """
 
     names: tuple[str, ...]
     sizes: tuple[int, ...]
+    specs: tuple = dataclasses.field(default=(), compare=False)  # TableSpecs (initializers of re-drawn rows)
 
     @classmethod
     def from_tables(cls, tables) -> "StackLayout":
         """Layout of `TableSpec`s stacked in the given order."""
-        return cls(tuple(t.name for t in tables), tuple(int(t.rows) for t in tables))
+        return cls(tuple(t.name for t in tables), tuple(int(t.rows) for t in tables), tuple(tables))
 
     @classmethod
     def from_features(cls, features: tuple[Feature, ...]) -> "StackLayout":
@@ -90,16 +92,19 @@ def _initializer(spec) -> Callable:
     return nn.initializers.zeros
 
 
+def draw_rows(spec, rng, num_rows: int) -> jnp.ndarray:
+    """`num_rows` fresh rows `[num_rows, spec.dim]` from a `TableSpec`'s initializer."""
+    x = _initializer(spec)(rng, (num_rows, spec.dim), jnp.float32)
+    return x - spec.init_scale if spec.initializer == "uniform" else x
+
+
 def init_stacked(rng, tables) -> jnp.ndarray:
     """Initial stacked table `[sum rows, dim]` for `TableSpec`s: one draw when they share an
     initializer, else one per table, concatenated."""
-    dim = tables[0].dim
-    shift = lambda t, x: x - t.init_scale if t.initializer == "uniform" else x
     if len({(t.initializer, t.init_scale) for t in tables}) == 1:
-        t = tables[0]
-        return shift(t, _initializer(t)(rng, (sum(t.rows for t in tables), dim), jnp.float32))
+        return draw_rows(tables[0], rng, sum(t.rows for t in tables))
     keys = jax.random.split(rng, len(tables))
-    return jnp.concatenate([shift(t, _initializer(t)(k, (t.rows, dim), jnp.float32)) for t, k in zip(tables, keys)])
+    return jnp.concatenate([draw_rows(t, k, t.rows) for t, k in zip(tables, keys)])
 
 
 def pool(emb: jnp.ndarray, lengths: jnp.ndarray, combiner: str) -> jnp.ndarray:

@@ -28,6 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.embedding import embedding_layouts
+from jaxrec.embedding.dynamic_features import placeholder_rows
 from jaxrec.distributed.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.errors import ConfigError, DataError, TrainingDiverged
@@ -89,7 +90,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"),
         sparse=make_sparse_optimizer(config.sparse_optimizer.to_dict(), total),
     )
-    layouts = embedding_layouts(model, {k: v[:2] for k, v in dataset.columns("train").items()})
+    layouts = embedding_layouts(model, placeholder_rows(dataset.features, {k: v[:2] for k, v in dataset.columns("train").items()}))
     sharding = None
     if config.mesh.shape:
         shape = tuple(int(x) for x in config.mesh.shape)
@@ -128,6 +129,8 @@ def evaluate(exp: Experiment, params, split: str) -> dict[str, float]:
     """Exact metrics (AUC, GAUC by the dataset's group key, logloss, ...) over a whole split."""
     data = exp.dataset.splits[split]
     groups = data[exp.dataset.group_key] if exp.dataset.group_key else None
+    if groups is not None and groups.ndim == 2:  # dynamic-vocabulary keys [N, 2] -> one group id per key
+        groups = np.unique(groups, axis=0, return_inverse=True)[1].reshape(-1)
     return metrics_lib.binary_metrics(data[LABELS], predict_split(exp, params, split), groups)
 
 
@@ -153,6 +156,29 @@ class _Summaries:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _add_counts(counts: dict, out: dict) -> None:
+    """Folds a train call's per-step metrics `{name: [K]}` (all but the loss) into `counts`:
+    counts are summed, gauges (`.../occupancy`) keep their last value."""
+    for key, v in out.items():
+        if key == "loss":
+            continue
+        if key.endswith("occupancy"):
+            counts[key] = float(np.asarray(v).reshape(-1)[-1])
+        else:
+            counts[key] = counts.get(key, 0) + int(np.sum(v))
+
+
+def _log_counts(epoch: int, counts: dict) -> None:
+    for key, v in counts.items():
+        if key.startswith("overflow_ids/") and v:
+            log.warning("epoch %d: %s = %d (ids beyond the feature's batch_capacity were dropped)", epoch, key, v)
+    tables = sorted({k.split("/")[1] for k in counts if k.startswith("vocab/")})
+    for t in tables:
+        c = {k.rsplit("/", 1)[1]: v for k, v in counts.items() if k.startswith(f"vocab/{t}/")}
+        log.info("epoch %d: vocab %s: occupancy %.3f, admitted %d, evicted %d, rejected %d, dropped %d, unknown %d",
+                 epoch, t, c.get("occupancy", 0.0), *(c.get(k, 0) for k in ("admitted", "evicted", "rejected", "dropped", "unknown")))
 
 
 def _diverged(losses: np.ndarray, first: int, epoch: int, latest: Checkpointer) -> TrainingDiverged:
@@ -208,9 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                     profiling = True
                 new_state, out = exp.train_steps(state, chunk)
                 losses = np.asarray(out["loss"])  # waits for the chunk: one sync per call
-                for key, v in out.items():  # counters sown by the model, e.g. overflow_ids/<feature>
-                    if key != "loss":
-                        epoch_counts[key] = epoch_counts.get(key, 0) + int(np.sum(v))
+                _add_counts(epoch_counts, out)  # e.g. overflow_ids/<feature>, vocab/<table>/admitted
                 if profiling and profile:
                     jax.profiler.stop_trace()
                     profile = False  # one traced call is enough
@@ -239,10 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                     meta["bad_epochs"] += 1
                 meta["history"].append({"epoch": epoch, "valid": valid, "train_examples_per_sec": ex_s, "counters": epoch_counts})
                 meta["epoch_counts"] = {}
-                for key, v in epoch_counts.items():
-                    meta["counters"][key] = meta["counters"].get(key, 0) + v
-                    if v:
-                        log.warning("epoch %d: %s = %d (ids beyond the feature's batch_capacity were dropped)", epoch, key, v)
+                _add_counts(meta["counters"], {k: [v] for k, v in epoch_counts.items()})
+                _log_counts(epoch, epoch_counts)
                 summaries.scalars("train", epoch_counts, step)
                 summaries.scalars("valid", valid, step)
                 if ex_s:

@@ -2,7 +2,10 @@
 
 The state splits parameters as the architecture prescribes: `params = {'dense': ...,
 'sparse': ...}` where 'sparse' holds the embedding tables (Flax collection `EMBEDDING`)
-and 'dense' everything else; each side has its own optimizer state.
+and 'dense' everything else; each side has its own optimizer state. A model with
+dynamic-vocabulary features also has `params['vocab']`: the id -> row hash tables
+(`jaxrec.embedding.dynamic_features`), updated by each train step's lookups (not by
+gradients) and needed by every prediction.
 
 The sparse side is updated one of two ways, chosen by the type of `Optimizers.sparse`:
   * an optax `GradientTransformation`: the whole table is a dense parameter (its gradient
@@ -31,7 +34,7 @@ import optax
 from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
-from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, STACKED
+from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, STACKED, dynamic_features
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
 
 Batch = Mapping[str, jnp.ndarray]
@@ -59,19 +62,30 @@ class Optimizers:
     def rowwise(self) -> bool:
         return isinstance(self.sparse, SparseGradientTransformation)
 
+    def init_sparse(self, tables):
+        """The tables' optimizer state: one row-wise state per stacked table, or optax's."""
+        return jax.tree.map(self.sparse.init, tables) if self.rowwise else self.sparse.init(tables)
+
 
 def variables(params: Mapping[str, Any]) -> dict[str, Any]:
     """TrainState params -> Flax variables for `model.apply`."""
     return {"params": params["dense"], EMBEDDING: params["sparse"]}
 
 
+def _features(model: nn.Module) -> tuple:
+    return tuple(getattr(model, "features", ()))
+
+
 def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, seed: int) -> TrainState:
-    """Initialises parameters (from `seed`) and both optimizer states."""
+    """Initialises parameters (from `seed`) and both optimizer states; with dynamic-vocabulary
+    features (`encoding='dynamic'`), also their empty vocabularies under `params['vocab']`."""
     init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
-    v = model.init(init_rng, example_batch, train=False)
+    v = model.init(init_rng, dynamic_features.placeholder_rows(_features(model), example_batch), train=False)
     params = {"dense": v.get("params", {}), "sparse": v.get(EMBEDDING, {})}
-    sparse_init = (lambda t: jax.tree.map(optimizers.sparse.init, t)) if optimizers.rowwise else optimizers.sparse.init
-    opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": sparse_init(params["sparse"])}
+    vocabs = dynamic_features.init_vocabs(dynamic_features.vocab_tables(_features(model)))
+    if vocabs:
+        params["vocab"] = vocabs
+    opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": optimizers.init_sparse(params["sparse"])}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
 
 
@@ -129,14 +143,23 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
     With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
     with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
     paths to their StackLayout (`jaxrec.embedding.embedding_layouts`).
+
+    Dynamic-vocabulary features (`encoding='dynamic'`) are mapped from keys to rows first
+    (`jaxrec.embedding.dynamic_features`; needs `layouts`), and their counts join the
+    metrics as `vocab/<table>/<stat>`.
     """
+    vocabs_of = dynamic_features.vocab_tables(_features(model))
+    if vocabs_of and layouts is None:
+        raise ValueError("the model has dynamic-vocabulary features: pass layouts=embedding_layouts(model, batch) "
+                         "so rows handed to new ids can be re-initialised")
 
     def dense_step(state: TrainState, batch: Batch, dropout_rng):
         def objective(params):
             logits, sown = model.apply(variables(params), batch, train=True, rngs={"dropout": dropout_rng}, mutable=[COUNTERS])
             return loss_fn(logits, batch[LABELS]), sown.get(COUNTERS, {})
 
-        (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        trained = {"dense": state.params["dense"], "sparse": state.params["sparse"]}  # not 'vocab'
+        (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(trained)
         new_params, new_opt = {}, {}
         for side, tx in (("dense", optimizers.dense), ("sparse", optimizers.sparse)):
             updates, new_opt[side] = tx.update(grads[side], state.opt_state[side], state.params[side])
@@ -161,14 +184,28 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
         return loss, counters, new_params, {"dense": dense_opt, "sparse": sparse_opt}
 
+    def map_vocab_ids(state: TrainState, batch: Batch, rng):
+        """Dynamic-vocabulary keys -> rows (admitting / evicting), and fresh rows for new keys."""
+        batch, vocabs, metrics, new_rows = dynamic_features.map_batch(vocabs_of, state.params["vocab"], batch, state.step, train=True)
+        tables, sparse_opt = dynamic_features.reset_new_rows(new_rows, state.params["sparse"], state.opt_state["sparse"],
+                                                             optimizers.init_sparse, layouts, rng, sharding)
+        state = state.replace(params={**state.params, "sparse": tables, "vocab": vocabs},
+                              opt_state={**state.opt_state, "sparse": sparse_opt})
+        return state, batch, metrics
+
     def train_step(state: TrainState, batch: Batch):
         dropout_rng = jax.random.fold_in(state.rng, state.step)
+        vocab_metrics = {}
+        if vocabs_of:
+            dropout_rng, reset_rng = jax.random.split(dropout_rng)
+            state, batch, vocab_metrics = map_vocab_ids(state, batch, reset_rng)
         step_fn = rowwise_step if optimizers.rowwise else dense_step
         with _context(sharding):
             loss, counters, params, opt_state = step_fn(state, batch, dropout_rng)
         # Counter name -> value; layers sharing a feature (embedding and linear) sow the same count.
-        metrics = {"loss": loss, **{path[-1]: sum(v) for path, v in traverse_util.flatten_dict(counters).items()}}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        metrics = {"loss": loss, **{path[-1]: sum(v) for path, v in traverse_util.flatten_dict(counters).items()},
+                   **vocab_metrics}
+        return state.replace(step=state.step + 1, params={**state.params, **params}, opt_state=opt_state), metrics
 
     return train_step
 
@@ -185,8 +222,13 @@ def make_train_steps(train_step: Callable) -> Callable:
 def make_predict(model: nn.Module, sharding=None) -> Callable:
     """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk."""
 
+    vocabs_of = dynamic_features.vocab_tables(_features(model))
+
+    def rows(params, b: Batch) -> Batch:  # dynamic-vocabulary keys -> rows, read-only
+        return dynamic_features.map_batch(vocabs_of, params["vocab"], b, 0, train=False)[0] if vocabs_of else b
+
     def predict(params, chunk: Batch):
         with _context(sharding):
-            return jax.lax.map(lambda b: model.apply(variables(params), b, train=False), chunk)
+            return jax.lax.map(lambda b: model.apply(variables(params), rows(params, b), train=False), chunk)
 
     return predict
