@@ -1,16 +1,18 @@
 """Training with row-sharded embedding tables on a `(data, model)` mesh, around an unchanged step.
 
 `ShardedEmbeddings(mesh, kind)` is what the trainer needs to run the same train step on a
-mesh (the architecture's rule: `distributed` wraps steps, it does not rewrite them):
+mesh (the architecture's rule: `distributed` wraps steps, it does not rewrite them). Every
+stacked table is row-sharded over all devices, `mod` or `contiguous`: its own
+`TableSpec.sharding` if its tables set one (`rows_for(layout)`), else `kind`.
 
-* `lookups()`: a context in which every `EmbeddingLayer.lookup(table, ids)` becomes
-  `jaxrec.embedding.sharded.sharded_lookup` (a `shard_map` over the mesh) on the layer's
+* `lookups()`: a context in which every `EmbeddingLayer.lookup(table, ids, stack)` becomes
+  `jaxrec.embedding.sharded.sharded_lookup` (a `shard_map` over the mesh) on that stack's
   physical, row-sharded table. Models are unchanged; the trainer traces its step inside it.
 * `shard_state(state, layouts)`: the stacked tables, and every per-row optimizer slot of the
-  same leading size, converted to physical row order (`mod` or `contiguous`) and placed with
-  rows over all devices; everything else replicated.
-* `physical_ids(ids, V)`: logical stacked ids -> physical rows, with padding ids (>= V)
-  sent out of range, for the row-wise sparse update.
+  same leading size, converted to physical row order and placed with rows over all devices;
+  everything else replicated.
+* `physical_ids(ids, layout)`: logical stacked ids -> physical rows, with padding ids
+  (>= V) sent out of range, for the row-wise sparse update.
 * `batch_sharding()`: a chunk `[K, B, ...]` split over `data` on its batch dim.
 
 Checkpoints stay logical: `jaxrec.train.checkpointing` converts physical tables back with
@@ -42,9 +44,9 @@ class ShardedEmbeddings:
     mesh: Mesh
     kind: str = "mod"
 
-    @property
-    def rows(self) -> RowSharding:
-        return RowSharding(self.kind, self.mesh.size)
+    def rows_for(self, layout: StackLayout) -> RowSharding:
+        """The row sharding of one stacked table: its tables' own (`TableSpec.sharding`) or `kind`."""
+        return RowSharding(layout.sharding or self.kind, self.mesh.size)
 
     @contextlib.contextmanager
     def lookups(self) -> Iterator[None]:
@@ -52,16 +54,18 @@ class ShardedEmbeddings:
 
         def interceptor(next_fun, args, kwargs, context):
             if isinstance(context.module, EmbeddingLayer) and context.method_name == "lookup":
-                table, ids = args
-                return sharded_lookup(self.mesh, table, ids, context.module.layout.total_rows, self.rows)
+                table, ids, stack = args
+                layout = context.module.stacks[stack]
+                return sharded_lookup(self.mesh, table, ids, layout.total_rows, self.rows_for(layout))
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(interceptor):
             yield
 
-    def physical_ids(self, ids: jax.Array, vocab_size: int) -> jax.Array:
+    def physical_ids(self, ids: jax.Array, layout: StackLayout) -> jax.Array:
         """Logical stacked ids `[N]` -> physical rows `[N]`; ids >= V (padding) -> S*R (dropped)."""
-        return jnp.where(ids < vocab_size, self.rows.physical_index(ids, vocab_size), self.rows.padded_rows(vocab_size))
+        rows, v = self.rows_for(layout), layout.total_rows
+        return jnp.where(ids < v, rows.physical_index(ids, v), rows.padded_rows(v))
 
     def batch_sharding(self) -> NamedSharding:
         """Sharding of a chunk `[K, B, ...]`: the batch dim over `data`."""
@@ -76,7 +80,7 @@ class ShardedEmbeddings:
                 return {k: visit(v, path + (str(k),)) for k, v in node.items()}
             layout = stacked_layout_at(path, layouts)
             if layout is not None and getattr(node, "ndim", 0) >= 1 and node.shape[0] == layout.total_rows:
-                return jax.device_put(self.rows.to_physical(jnp.asarray(node)), table_sharding(self.mesh))
+                return jax.device_put(self.rows_for(layout).to_physical(jnp.asarray(node)), table_sharding(self.mesh))
             return jax.device_put(node, replicated(self.mesh))
 
         return serialization.from_state_dict(tree, visit(sd, ()))

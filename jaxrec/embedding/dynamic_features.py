@@ -32,7 +32,7 @@ from flax import traverse_util
 
 from jaxrec.data.features import Feature, is_embedded
 from jaxrec.embedding import dynamic_vocab as dv
-from jaxrec.embedding.layer import STACKED, StackLayout, draw_rows
+from jaxrec.embedding.layer import StackLayout, draw_rows, stack_path_in
 from jaxrec.embedding.specs import table_name
 from jaxrec.errors import ConfigError
 
@@ -138,20 +138,20 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
 
     Args:
       new_rows: `{table: int32 [N]}` from `map_batch` (0 = padding, never touched).
-      tables: the EMBEDDING collection `{layer...: {STACKED: [V, D]}}` (physical rows on a mesh).
+      tables: the EMBEDDING collection `{layer...: {stack: [V, D]}}` (physical rows on a mesh).
       opt_state: the tables' optimizer state (optax over the tables, or row-wise; any tree).
       init_opt: the optimizer's init over such a collection; it is applied to one-row tables
         to learn each slot's initial row (zeros for Adam moments, the initial accumulator for
         Adagrad ...).
-      layouts: `{layer path: StackLayout}` (`embedding_layouts`), with TableSpecs.
+      layouts: `{stack path: StackLayout}` (`embedding_layouts`), with TableSpecs.
       rng: PRNG key for the redrawn rows.
       sharding: `ShardedEmbeddings` when the tables are row-sharded (ids -> physical rows).
     Returns:
       (tables, opt_state) with only those rows changed.
     """
-    # Stacked row ids to reset per layer, padding -> out of range (dropped by the scatters).
+    # Stacked row ids to reset per stack, padding -> out of range (dropped by the scatters).
     targets: dict[tuple[str, ...], tuple[jax.Array, list]] = {}
-    for layer, layout in layouts.items():
+    for stack, layout in layouts.items():
         specs = {s.name: s for s in layout.specs}
         ids, draws = [], []
         for t in new_rows:
@@ -163,35 +163,26 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
         if ids:
             ids = jnp.concatenate(ids)
             if sharding is not None:
-                ids = sharding.physical_ids(ids, layout.total_rows)
-            targets[layer] = (ids, draws)
+                ids = sharding.physical_ids(ids, layout)
+            targets[stack] = (ids, draws)
 
     def physical_rows(layout):
-        return layout.total_rows if sharding is None else sharding.rows.padded_rows(layout.total_rows)
+        return layout.total_rows if sharding is None else sharding.rows_for(layout).padded_rows(layout.total_rows)
 
     flat = traverse_util.flatten_dict(tables)
     keys = jax.random.split(rng, max(len(targets), 1))
-    for k, (layer, (ids, draws)) in zip(keys, targets.items()):
+    for k, (stack, (ids, draws)) in zip(keys, targets.items()):
         fresh = jnp.concatenate([draw_rows(s, kk, n) for (s, n), kk in zip(draws, jax.random.split(k, len(draws)))])
-        flat[layer + (STACKED,)] = flat[layer + (STACKED,)].at[ids].set(fresh.astype(flat[layer + (STACKED,)].dtype), mode="drop")
+        flat[stack] = flat[stack].at[ids].set(fresh.astype(flat[stack].dtype), mode="drop")
 
     one_row = jax.tree.map(lambda x: jnp.zeros((1,) + x.shape[1:], x.dtype), tables)
     initial = init_opt(one_row)  # the same tree as opt_state, with one-row slots
 
-    def owner(path) -> tuple[str, ...] | None:
-        """The layer whose stacked table this optimizer leaf belongs to, if it has rows to reset."""
-        p = _str_path(path)
-        for i, key in enumerate(p):
-            for layer in targets:
-                if key == STACKED and p[max(i - len(layer), 0):i] == layer:
-                    return layer
-        return None
-
     def reset(path, x, init):
-        layer = owner(path)
-        if layer is None or getattr(x, "ndim", 0) < 1 or x.shape[0] != physical_rows(layouts[layer]):
+        stack = stack_path_in(_str_path(path), targets)  # the stack this optimizer leaf belongs to
+        if stack is None or getattr(x, "ndim", 0) < 1 or x.shape[0] != physical_rows(layouts[stack]):
             return x
-        ids = targets[layer][0]
+        ids = targets[stack][0]
         return x.at[ids].set(jnp.broadcast_to(init[0], ids.shape + x.shape[1:]), mode="drop")
 
     return traverse_util.unflatten_dict(flat), jax.tree_util.tree_map_with_path(reset, opt_state, initial)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
-from jaxrec.embedding.specs import specs_from_features, table_name
+from jaxrec.embedding.specs import TableOptions, specs_from_features, table_name
 
 EMBEDDING = "embedding"      # Flax collection holding the tables
 STACKED = "stacked"          # name of the stacked table inside a layer's collection
@@ -65,6 +65,16 @@ class StackLayout:
     def from_features(cls, features: tuple[Feature, ...]) -> "StackLayout":
         """Layout of the tables that data feature specs read (`specs_from_features`)."""
         return cls.from_tables(specs_from_features(features, dim=1)[0])
+
+    @property
+    def optimizer(self):
+        """The stack's own sparse optimizer config items (None: the run's)."""
+        return self.specs[0].optimizer if self.specs else None
+
+    @property
+    def sharding(self) -> str | None:
+        """The stack's own row sharding, 'mod' | 'contiguous' (None: the run's)."""
+        return self.specs[0].sharding if self.specs else None
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -133,6 +143,34 @@ def apply_capacity(lengths: jnp.ndarray, capacity: int) -> tuple[jnp.ndarray, jn
     return kept, jnp.sum(lengths - kept)
 
 
+def rows_name(base: str, stack: str) -> str:
+    """Perturbation / sown-id name of a gather from `stack` (plain `base` for the default stack)."""
+    return base if stack == STACKED else f"{base}:{stack}"
+
+
+def stack_of(rows_name_: str) -> str:
+    """The stack a perturbation / sown-id name (`rows_name`) gathered from."""
+    return rows_name_.split(":", 1)[1] if ":" in rows_name_ else STACKED
+
+
+def is_stack(key: str) -> bool:
+    """True for the collection key of a stacked table (`stacked`, `stacked_1`, ...)."""
+    return key == STACKED or (key.startswith(STACKED + "_") and key[len(STACKED) + 1:].isdigit())
+
+
+def group_stacks(tables) -> dict[str, StackLayout]:
+    """TableSpecs -> `{stack name: StackLayout}`: tables with one `stack_key` (width, optimizer,
+    sharding) share a stack. The run-default stack (no own optimizer or sharding) is `STACKED`;
+    the others follow in first-use order as `stacked_1`, `stacked_2`, ..."""
+    groups: dict[tuple, list] = {}
+    for t in tables:
+        groups.setdefault(t.stack_key, []).append(t)
+    keys = sorted(groups, key=lambda k: k[1:] != (None, None))  # stable: the default group first
+    names = [STACKED if i == 0 and k[1:] == (None, None) else f"{STACKED}_{i + (keys[0][1:] != (None, None))}"
+             for i, k in enumerate(keys)]
+    return {n: StackLayout.from_tables(groups[k]) for n, k in zip(names, keys)}
+
+
 class EmbeddingLayer(nn.Module):
     """Looks up every field of a batch: `batch -> [B, F, D]`, F = len(features).
 
@@ -140,60 +178,69 @@ class EmbeddingLayer(nn.Module):
       features: resolved feature specs (`vocab_size` set), in field order.
       dim: embedding width D.
       init_std: std of the normal initializer of the tables.
+      tables: per-table overrides, `(table name, TableOptions)` pairs (own optimizer, row
+        sharding, initializer); tables with their own optimizer or sharding get their own stack.
     """
 
     features: tuple[Feature, ...]
     dim: int
     init_std: float = 1e-4
+    tables: tuple[tuple[str, TableOptions], ...] = ()
 
     @property
     def specs(self):
         """(TableSpecs, FeatureSpecs) this layer derives from its features (`jaxrec.embedding.specs`)."""
-        return specs_from_features(self.features, self.dim, self.init_std)
+        return specs_from_features(self.features, self.dim, self.init_std, options=dict(self.tables))
 
     @property
-    def layout(self) -> StackLayout:
-        return StackLayout.from_tables(self.specs[0])
+    def stacks(self) -> dict[str, StackLayout]:
+        """`{stack name: StackLayout}` of this layer's tables (`group_stacks`)."""
+        return group_stacks(self.specs[0])
 
-    def lookup(self, table: jnp.ndarray, ids: jnp.ndarray) -> jnp.ndarray:
-        """`table[ids]`: rows `[..., D]` of stacked ids `[...]`. The one gather of the layer, and
-        the hook a trainer intercepts to read row-sharded tables (jaxrec.distributed)."""
+    def lookup(self, table: jnp.ndarray, ids: jnp.ndarray, stack: str = STACKED) -> jnp.ndarray:
+        """`table[ids]`: rows `[..., D]` of ids `[...]` into stack `stack`. The one gather of the
+        layer, and the hook a trainer intercepts to read row-sharded tables (jaxrec.distributed)."""
         return jnp.take(table, ids, axis=0)
 
-    def _gather(self, table: jnp.ndarray, ids: jnp.ndarray, name: str) -> jnp.ndarray:
-        """`lookup(table, ids)`, observable by a row-wise sparse trainer (see module docstring)."""
-        rows = self.lookup(table, ids)
+    def _gather(self, table: jnp.ndarray, ids: jnp.ndarray, name: str, stack: str) -> jnp.ndarray:
+        """`lookup(table, ids, stack)`, observable by a row-wise sparse trainer (module docstring)."""
+        rows = self.lookup(table, ids, stack)
         if self.is_initializing():  # init returns only the parameters and tables
             return rows
+        name = rows_name(name, stack)
         self.sow(LOOKUP_IDS, name, ids)
         return self.perturb(name, rows)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]`."""
-        layout = self.layout
-        tables = self.specs[0]
-        table = self.variable(EMBEDDING, STACKED, lambda: init_stacked(self.make_rng("params"), tables)).value
+        stacks = self.stacks
+        arrays = {s: self.variable(EMBEDDING, s, lambda l=l: init_stacked(self.make_rng("params"), l.specs)).value
+                  for s, l in stacks.items()}
+        where = {t: (s, l.offsets[t]) for s, l in stacks.items() for t in l.names}  # table -> (stack, offset)
         init = nn.initializers.normal(self.init_std)  # numeric-field vectors
-        offsets = layout.offsets
         single = [f for f in self.features if is_embedded(f) and not isinstance(f, Sequence)]
-        # One gather for all single-token fields: [B, S, D].
-        if single:
-            ids = jnp.stack([batch[f.name] + offsets[table_name(f)] for f in single], axis=1)
-            gathered = self._gather(table, ids, ROWS)
-            if len(single) == len(self.features):
-                return gathered
-            column = {f.name: i for i, f in enumerate(single)}
+        # One gather per stack for all its single-token fields: [B, S_k, D].
+        columns = {}
+        for s in stacks:
+            fs = [f for f in single if where[table_name(f)][0] == s]
+            if fs:
+                ids = jnp.stack([batch[f.name] + where[table_name(f)][1] for f in fs], axis=1)
+                gathered = self._gather(arrays[s], ids, ROWS, s)
+                if len(fs) == len(self.features):
+                    return gathered
+                columns.update({f.name: gathered[:, i] for i, f in enumerate(fs)})
         fields = []
         for f in self.features:
             if not is_embedded(f):
                 v = self.param(f"numeric_{f.name}", init, (self.dim,))
-                fields.append(batch[f.name].astype(table.dtype)[:, None] * v)
+                fields.append(batch[f.name].astype(jnp.float32)[:, None] * v)
             elif isinstance(f, Sequence):
                 if f.combiner is None:
                     raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
                                      "EmbeddingLayer pools fields: give it a combiner")
-                tokens = self._gather(table, batch[f.name] + offsets[table_name(f)], f"{ROWS}_{f.name}")
+                s, offset = where[table_name(f)]
+                tokens = self._gather(arrays[s], batch[f.name] + offset, f"{ROWS}_{f.name}", s)
                 lengths = batch[lengths_key(f.name)]
                 if f.batch_capacity is not None:
                     lengths, dropped = apply_capacity(lengths, f.batch_capacity)
@@ -201,18 +248,20 @@ class EmbeddingLayer(nn.Module):
                         self.sow(COUNTERS, f"overflow_ids/{f.name}", dropped)
                 fields.append(pool(tokens, lengths, f.combiner))
             else:
-                fields.append(gathered[:, column[f.name]])
+                fields.append(columns[f.name])
         return jnp.stack(fields, axis=1)
 
 
 def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]) -> dict[tuple[str, ...], StackLayout]:
-    """`{module path: StackLayout}` of every EmbeddingLayer a model uses (found by tracing
-    `model.init` abstractly with a method interceptor; nothing is computed)."""
+    """`{stack path: StackLayout}` of every stacked table a model's EmbeddingLayers hold, the
+    path being the layer's module path plus the stack name, e.g. `('embedding', 'stacked')`
+    (found by tracing `model.init` abstractly with a method interceptor; nothing is computed)."""
     found: dict[tuple[str, ...], StackLayout] = {}
 
     def interceptor(next_fun, args, kwargs, context):
         if isinstance(context.module, EmbeddingLayer) and context.method_name == "__call__":
-            found[tuple(context.module.path)] = context.module.layout
+            for s, layout in context.module.stacks.items():
+                found[tuple(context.module.path) + (s,)] = layout
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(interceptor):
@@ -221,11 +270,16 @@ def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]
 
 
 def stacked_layout_at(path: tuple[str, ...], layouts: Mapping[tuple[str, ...], StackLayout]) -> StackLayout | None:
-    """The StackLayout of the array at state-dict `path`, if it lies under `<layer path>/STACKED`
-    (a table, or a per-row optimizer slot of one); None elsewhere."""
+    """The StackLayout of the array at state-dict `path`, if it lies under a stack path of
+    `layouts` (the stacked table itself, or a per-row optimizer slot of one); None elsewhere."""
+    return layouts.get(stack_path_in(path, layouts))
+
+
+def stack_path_in(path: tuple[str, ...], layouts: Mapping[tuple[str, ...], StackLayout]) -> tuple[str, ...] | None:
+    """The key of `layouts` (a stack path) that `path` passes through, if any."""
     for i, key in enumerate(path):
-        if key == STACKED:
-            for layer, layout in layouts.items():
-                if layer and tuple(path[i - len(layer):i]) == tuple(layer):
-                    return layout
+        if is_stack(key):
+            for stack in layouts:
+                if len(stack) <= i + 1 and tuple(path[i + 1 - len(stack):i + 1]) == stack:
+                    return stack
     return None

@@ -1,27 +1,70 @@
 """Table and feature specs of the embedding engine, kept apart (as in jax-tpu-embedding).
 
-A `TableSpec` says what a table *is* (rows, width, initializer, default pooling); a
-`FeatureSpec` says how a batch field *reads* one (which table, one id or a bag / sequence of
-up to `max_len` ids, pooled or not). Several features may read one table (a history and the
-target item); the tables of one `EmbeddingLayer` are stacked into one array
-(`StackLayout`), which is derived from the table specs, never written by hand.
+A `TableSpec` says what a table *is* (rows, width, initializer, default pooling, its own
+optimizer and row sharding, if any); a `FeatureSpec` says how a batch field *reads* one
+(which table, one id or a bag / sequence of up to `max_len` ids, pooled or not). Several
+features may read one table (a history and the target item); the tables of one
+`EmbeddingLayer` that share an optimizer and a sharding are stacked into one array
+(`StackLayout`, as jax-tpu-embedding stacks tables with one optimizer), derived from the
+table specs, never written by hand.
 
 `specs_from_features` derives both from the data-side feature specs
 (`jaxrec.data.features`): one table per feature or per `group`, its rows the largest
-`vocab_size` of the features that share it.
+`vocab_size` of the features that share it; `TableOptions` per table name (from the
+config's `tables` section) override the run-wide defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from jaxrec.data.features import Feature, Sequence, is_embedded
 
 
+SHARDINGS = ("mod", "contiguous")
+OptimizerItems = tuple[tuple[str, Any], ...]  # a sparse optimizer config as sorted (key, value) pairs
+
+
+def optimizer_items(cfg: Mapping[str, Any] | OptimizerItems | None) -> OptimizerItems | None:
+    """A sparse optimizer config dict (keys of `sparse_optimizer`, e.g. {'name': 'ftrl',
+    'lr': 0.05}) -> hashable sorted (key, value) pairs; None stays None."""
+    if cfg is None:
+        return None
+    items = cfg.items() if isinstance(cfg, Mapping) else cfg
+    return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+@dataclasses.dataclass(frozen=True)
+class TableOptions:
+    """Per-table settings that override the run's defaults; None keeps the default.
+
+    Attributes:
+      optimizer: keys of the `sparse_optimizer` config section that this table changes,
+        e.g. {'name': 'ftrl', 'lr': 0.05} (a dict, stored as sorted pairs).
+      sharding: row placement on a mesh, 'mod' or 'contiguous' (else `mesh.table_sharding`).
+      initializer, init_scale: as in `TableSpec`.
+    """
+
+    optimizer: OptimizerItems | None = None
+    sharding: Literal["mod", "contiguous"] | None = None
+    initializer: Literal["normal", "uniform", "zeros"] | None = None
+    init_scale: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "optimizer", optimizer_items(self.optimizer))
+        if self.sharding is not None and self.sharding not in SHARDINGS:
+            raise ValueError(f"TableOptions.sharding={self.sharding!r}: expected one of {SHARDINGS}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
-    """One logical embedding table `[rows, dim]`; row 0 is the unknown / padding id."""
+    """One logical embedding table `[rows, dim]`; row 0 is the unknown / padding id.
+
+    `optimizer` (sparse optimizer config items that differ from the run's `sparse_optimizer`)
+    and `sharding` ('mod' | 'contiguous' row placement) are None for the run's defaults;
+    tables that differ in either are stacked apart, so each stack has one of each.
+    """
 
     name: str
     rows: int
@@ -29,12 +72,22 @@ class TableSpec:
     initializer: Literal["normal", "uniform", "zeros"] = "normal"
     init_scale: float = 1e-4          # normal: std; uniform: half-width
     combiner: Literal["mean", "sum"] = "mean"  # pooling of bags that read this table, unless the feature says
+    optimizer: OptimizerItems | None = None
+    sharding: Literal["mod", "contiguous"] | None = None
 
     def __post_init__(self):
         if self.rows < 1 or self.dim < 1:
             raise ValueError(f"TableSpec {self.name!r}: rows={self.rows} and dim={self.dim} must be >= 1")
         if self.initializer not in ("normal", "uniform", "zeros"):
             raise ValueError(f"TableSpec {self.name!r}: unknown initializer {self.initializer!r}")
+        if self.sharding is not None and self.sharding not in SHARDINGS:
+            raise ValueError(f"TableSpec {self.name!r}: sharding={self.sharding!r}, expected one of {SHARDINGS}")
+        object.__setattr__(self, "optimizer", optimizer_items(self.optimizer))
+
+    @property
+    def stack_key(self) -> tuple:
+        """Tables with equal keys are stacked together: same width, optimizer and sharding."""
+        return (self.dim, self.optimizer, self.sharding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +117,12 @@ def table_name(feature: Feature) -> str:
 
 
 def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: float = 1e-4,
-                        initializer: str = "normal") -> tuple[tuple[TableSpec, ...], tuple[FeatureSpec, ...]]:
+                        initializer: str = "normal", options: Mapping[str, TableOptions] | None = None,
+                        ) -> tuple[tuple[TableSpec, ...], tuple[FeatureSpec, ...]]:
     """Data feature specs (vocab sizes resolved) -> (tables in first-use order, feature specs).
 
-    Numeric float features read no table and are left out.
+    `options` maps table names to `TableOptions` overriding `init_scale` / `initializer` and
+    the run's optimizer and sharding. Numeric float features read no table and are left out.
     """
     rows: dict[str, int] = {}
     feats = []
@@ -82,5 +137,13 @@ def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: flo
             feats.append(FeatureSpec(f.name, table, f.max_len, f.combiner is not None, f.combiner, f.batch_capacity))
         else:
             feats.append(FeatureSpec(f.name, table))
-    tables = tuple(TableSpec(n, r, dim, initializer, init_scale) for n, r in rows.items())
-    return tables, tuple(feats)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(rows))
+    if unknown:
+        raise ValueError(f"table options for {unknown}, which no feature reads; tables: {sorted(rows)}")
+    tables = []
+    for n, r in rows.items():
+        o = options.get(n, TableOptions())
+        tables.append(TableSpec(n, r, dim, o.initializer or initializer, init_scale if o.init_scale is None else o.init_scale,
+                                optimizer=o.optimizer, sharding=o.sharding))
+    return tuple(tables), tuple(feats)

@@ -1,7 +1,9 @@
 """Model registry: complete models found by name (`config.model.name`).
 
 Contract: `model.apply(variables, batch, train=...) -> logits [B]`, where `variables` is
-`{'params': dense, 'embedding': tables}` (see `jaxrec.train.state.variables`).
+`{'params': dense, 'embedding': tables}` (see `jaxrec.train.state.variables`). A model takes
+`features` (resolved feature specs) and `tables` (per-table `(name, TableOptions)` pairs,
+which it hands to its `EmbeddingLayer`s); the trainer fills both.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def register(name: str, cls) -> None:
 
 def model_options(name: str) -> set[str]:
     """Config keys a model accepts: its dataclass fields, minus the ones the trainer fills."""
-    return {f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in ("features", "parent", "name")}
+    return {f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in ("features", "tables", "parent", "name")}
 
 
 def build_model(name: str, features: tuple, **kwargs):
@@ -33,7 +35,7 @@ def build_model(name: str, features: tuple, **kwargs):
     if name not in MODELS:
         hint = difflib.get_close_matches(name, MODELS, n=1)
         raise ConfigError(f"model.name={name!r} is not a known model{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {sorted(MODELS)}")
-    unknown = sorted(set(kwargs) - model_options(name))
+    unknown = sorted(set(kwargs) - model_options(name) - {"tables"})
     if unknown:
         raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]} for model {name!r}; valid: {sorted(model_options(name))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}

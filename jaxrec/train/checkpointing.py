@@ -9,7 +9,7 @@ atomically by orbax: a run killed mid-save leaves the previous checkpoint intact
 
 Embedding tables are stored *logically*: every stacked `[sum_t V_t, D]` array of an
 EmbeddingLayer (the table, and any per-row optimizer slot with the same leading dim, e.g.
-Adam moments) is saved as one array per logical table under `.../stacked/tables/<table name>`,
+Adam moments) is saved as one array per logical table under `.../<stack>/tables/<table name>`,
 whatever the stacking (and, later, the row sharding) of the run that wrote it. Restoring
 re-stacks them for the layout of the run that reads it.
 """
@@ -17,7 +17,7 @@ re-stacks them for the layout of the run that reads it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -31,17 +31,18 @@ LOGICAL = "tables"  # a split array is saved as {LOGICAL: {table name: rows}}
 Layouts = Mapping[tuple[str, ...], StackLayout]
 
 
-def _rows(layout: StackLayout, rows: RowSharding | None) -> int:
-    return layout.total_rows if rows is None else rows.padded_rows(layout.total_rows)
+RowsFor = Callable[[StackLayout], RowSharding]  # a stack's row sharding (`ShardedEmbeddings.rows_for`)
 
 
-def to_logical(tree: Any, layouts: Layouts, rows: RowSharding | None = None, path: tuple[str, ...] = ()) -> Any:
-    """State dict -> the same with every stacked table-shaped array (physical, if `rows` says
-    the run shards its tables) split into logical tables."""
+def to_logical(tree: Any, layouts: Layouts, rows_for: RowsFor | None = None, path: tuple[str, ...] = ()) -> Any:
+    """State dict -> the same with every stacked table-shaped array (physical, if `rows_for`
+    says the run shards its tables) split into logical tables."""
     if isinstance(tree, Mapping):
-        return {k: to_logical(v, layouts, rows, path + (str(k),)) for k, v in tree.items()}
+        return {k: to_logical(v, layouts, rows_for, path + (str(k),)) for k, v in tree.items()}
     layout = stacked_layout_at(path, layouts)
-    if layout is not None and len(getattr(tree, "shape", ())) >= 1 and tree.shape[0] == _rows(layout, rows):
+    rows = rows_for(layout) if rows_for is not None and layout is not None else None
+    if layout is not None and len(getattr(tree, "shape", ())) >= 1 and tree.shape[0] == (
+            layout.total_rows if rows is None else rows.padded_rows(layout.total_rows)):
         if isinstance(tree, jax.ShapeDtypeStruct):  # restore targets: shapes only
             return {LOGICAL: {n: jax.ShapeDtypeStruct((v,) + tree.shape[1:], tree.dtype) for n, v in zip(layout.names, layout.sizes)}}
         if rows is not None:
@@ -63,15 +64,15 @@ class Checkpointer:
     """Saves and restores `(pytree, meta)` pairs at integer steps under `directory`.
 
     `layouts` (from `jaxrec.embedding.embedding_layouts`) tells which arrays are stacked
-    embedding tables, to be stored as logical tables; `rows` is the row sharding of the
-    run's tables (None: unsharded). `restore` returns logical stacked tables; a sharded run
+    embedding tables, to be stored as logical tables; `rows_for` gives the row sharding of
+    each stacked table (None: unsharded). `restore` returns logical stacked tables; a sharded run
     places them with `ShardedEmbeddings.shard_state`.
     """
 
-    def __init__(self, directory: str | Path, keep: int = 2, layouts: Layouts | None = None, rows: RowSharding | None = None):
+    def __init__(self, directory: str | Path, keep: int = 2, layouts: Layouts | None = None, rows_for: RowsFor | None = None):
         self.directory = Path(directory).absolute()
         self.layouts = dict(layouts or {})
-        self.rows = rows
+        self.rows_for = rows_for
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
@@ -82,7 +83,7 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, tree: Any, meta: dict) -> None:
-        logical = to_logical(serialization.to_state_dict(tree), self.layouts, self.rows)
+        logical = to_logical(serialization.to_state_dict(tree), self.layouts, self.rows_for)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(logical), meta=ocp.args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()
 

@@ -43,6 +43,12 @@ def default_config() -> ml_collections.ConfigDict:
         patience=2,                  # epochs without improvement before stopping (0 = off)
         min_delta=0.0,
     ))
+    # Per-table overrides, by logical table name (a feature's name or its `group`):
+    #   c.tables = {'user_id': {'optimizer': {'name': 'ftrl', 'lr': 0.05}, 'sharding': 'contiguous'}}
+    # optimizer: `sparse_optimizer` keys this table changes; sharding: mod | contiguous (on a mesh);
+    # initializer: normal | uniform | zeros; init_scale. Tables with their own optimizer or
+    # sharding are stacked apart (jaxrec.embedding.specs.TableOptions).
+    c.tables = ml_collections.ConfigDict()
     c.mesh = ml_collections.ConfigDict(dict(
         shape=(),                    # () = one device; (data, model) = a mesh, e.g. (8, 1) or (4, 2)
         table_sharding="mod",        # rows of every embedding table over all devices: mod | contiguous
@@ -61,7 +67,7 @@ def _check_section(section, defaults, prefix: str) -> None:
         if key not in defaults:
             raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(defaults.keys()))}; "
                               f"valid keys here: {sorted(defaults.keys())}")
-        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model"):
+        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model", "tables"):
             _check_section(section[key], defaults[key], f"{prefix}{key}.")
 
 
@@ -107,9 +113,44 @@ def build_dataset(config: ml_collections.ConfigDict):
     return DATASETS[config.dataset.name](**kwargs)
 
 
+TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale")
+
+
+def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
+    """`config.tables` -> `((table name, TableOptions), ...)`, checked against the tables the
+    features read (ConfigError naming the bad key)."""
+    from jaxrec.embedding.specs import SHARDINGS, TableOptions, table_name
+    from jaxrec.train.optimizers import SPARSE_DEFAULTS
+
+    known = sorted({table_name(f) for f in features})
+    out = []
+    for name, opts in config.get("tables", {}).items():
+        where = f"tables.{name}"
+        if name not in known:
+            raise ConfigError(f"{where}: no feature reads a table {name!r}{_suggest(name, known)}; tables: {known}")
+        opts = dict(opts)
+        for key in opts:
+            if key not in TABLE_KEYS:
+                raise ConfigError(f"unknown config key '{where}.{key}'{_suggest(key, TABLE_KEYS)}; valid: {list(TABLE_KEYS)}")
+        optimizer = dict(opts.get("optimizer") or {})
+        for key in optimizer:
+            if key not in SPARSE_DEFAULTS or key == "rowwise":
+                raise ConfigError(f"unknown config key '{where}.optimizer.{key}'{_suggest(key, list(SPARSE_DEFAULTS))}; valid: "
+                                  f"{sorted(set(SPARSE_DEFAULTS) - {'rowwise'})} (rowwise is set for all tables by sparse_optimizer.rowwise)")
+        if opts.get("sharding") not in (None, *SHARDINGS):
+            raise ConfigError(f"{where}.sharding={opts['sharding']!r}: expected one of {SHARDINGS}")
+        try:
+            out.append((name, TableOptions(optimizer=optimizer or None, sharding=opts.get("sharding"),
+                                           initializer=opts.get("initializer"), init_scale=opts.get("init_scale"))))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return tuple(out)
+
+
 def build_model(config: ml_collections.ConfigDict, features: tuple):
-    """Instantiates `config.model` over the dataset's resolved features."""
+    """Instantiates `config.model` over the dataset's resolved features and `config.tables`."""
     from jaxrec.models import build_model as _build
 
     kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-    return _build(config.model.name, features, **kwargs)
+    tables = table_options(config, features)
+    return _build(config.model.name, features, **kwargs, **({"tables": tables} if tables else {}))

@@ -36,7 +36,7 @@ from jaxrec.train import config as config_lib
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train import state as state_lib
 from jaxrec.train.checkpointing import Checkpointer
-from jaxrec.train.optimizers import make_optimizer, make_sparse_optimizer
+from jaxrec.train.optimizers import make_optimizer, make_table_optimizers
 from jaxrec.train.prefetch import device_prefetch
 
 log = logging.getLogger("jaxrec")
@@ -72,7 +72,7 @@ class Experiment:
         return None if self.sharding is None else self.sharding.batch_sharding()
 
     def checkpointer(self, directory, keep: int = 2) -> Checkpointer:
-        return Checkpointer(directory, keep=keep, layouts=self.layouts, rows=self.sharding.rows if self.sharding else None)
+        return Checkpointer(directory, keep=keep, layouts=self.layouts, rows_for=self.sharding.rows_for if self.sharding else None)
 
 
 def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> Experiment:
@@ -86,11 +86,10 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     if spe == 0:
         raise DataError(f"train split has {n_train} rows, fewer than train.batch_size={t.batch_size}")
     total = spe * int(t.num_epochs)
-    optimizers = state_lib.Optimizers(
-        dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"),
-        sparse=make_sparse_optimizer(config.sparse_optimizer.to_dict(), total),
-    )
     layouts = embedding_layouts(model, placeholder_rows(dataset.features, {k: v[:2] for k, v in dataset.columns("train").items()}))
+    sparse, stacks = make_table_optimizers(config.sparse_optimizer.to_dict(), layouts, total)
+    optimizers = state_lib.Optimizers(dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"), sparse=sparse,
+                                      stacks=stacks)
     sharding = None
     if config.mesh.shape:
         shape = tuple(int(x) for x in config.mesh.shape)

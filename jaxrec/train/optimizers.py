@@ -7,9 +7,10 @@ A section looks like `{'name': 'adam', 'lr': 1e-3, 'schedule': 'constant', ...}`
 from __future__ import annotations
 
 import inspect
-from typing import Mapping
+from typing import Any, Mapping
 
 import optax
+from flax import traverse_util
 
 from jaxrec.errors import ConfigError
 
@@ -114,3 +115,26 @@ def make_optimizer(cfg: Mapping, total_steps: int, where: str = "optimizer") -> 
     if wd > 0 and name not in ("adamw", "lamb"):
         parts.append(optax.add_decayed_weights(wd))
     return optax.chain(*parts, tx) if parts else tx
+
+
+def make_table_optimizers(cfg: Mapping, layouts: Mapping, total_steps: int) -> tuple[Any, tuple]:
+    """The embedding tables' optimizers: `(sparse, stacks)` for `jaxrec.train.state.Optimizers`.
+
+    `cfg` is the `sparse_optimizer` section; a stacked table whose tables have their own
+    optimizer (`StackLayout.optimizer`, from config `tables.<name>.optimizer`) gets `cfg`
+    updated with those keys. Row-wise, `stacks` lists `(stack path, transformation)` for
+    them; with optax, `sparse` is one `optax.multi_transform` labelled by stack and `stacks`
+    is empty.
+    """
+    default = make_sparse_optimizer(cfg, total_steps)
+    own = {path: make_sparse_optimizer({**cfg, **dict(layout.optimizer)}, total_steps,
+                                       f"tables.{layout.names[0]}.optimizer (over sparse_optimizer)")
+           for path, layout in layouts.items() if layout.optimizer is not None}
+    if not own or cfg.get("rowwise", SPARSE_DEFAULTS["rowwise"]):
+        return default, tuple(own.items())
+    label = lambda path: "/".join(path) if path in own else "default"
+
+    def labels(tables):
+        return traverse_util.unflatten_dict({p: label(p) for p in traverse_util.flatten_dict(tables)})
+
+    return optax.multi_transform({"default": default, **{label(p): tx for p, tx in own.items()}}, labels), ()

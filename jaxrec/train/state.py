@@ -34,7 +34,8 @@ import optax
 from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
-from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, STACKED, dynamic_features
+from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
+from jaxrec.embedding.layer import is_stack, stack_of
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
 
 Batch = Mapping[str, jnp.ndarray]
@@ -53,18 +54,32 @@ class TrainState:
 @flax.struct.dataclass
 class Optimizers:
     """The optimizers of a TrainState (static, not part of the state): optax for the dense
-    side; optax or a row-wise `SparseGradientTransformation` for the embedding tables."""
+    side; optax or a row-wise `SparseGradientTransformation` for the embedding tables.
+
+    Row-wise, `stacks` holds `(stack path, transformation)` pairs for the stacked tables
+    whose tables have their own optimizer (`TableSpec.optimizer`); with optax, per-table
+    optimizers are one `optax.multi_transform` in `sparse` instead
+    (`jaxrec.train.optimizers.make_table_optimizers`).
+    """
 
     dense: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     sparse: Any = flax.struct.field(pytree_node=False)
+    stacks: tuple = flax.struct.field(pytree_node=False, default=())
 
     @property
     def rowwise(self) -> bool:
         return isinstance(self.sparse, SparseGradientTransformation)
 
+    def for_stack(self, path: tuple[str, ...]) -> SparseGradientTransformation:
+        """The row-wise optimizer of the stacked table at `path` (e.g. `('embedding', 'stacked')`)."""
+        return dict(self.stacks).get(tuple(path), self.sparse)
+
     def init_sparse(self, tables):
         """The tables' optimizer state: one row-wise state per stacked table, or optax's."""
-        return jax.tree.map(self.sparse.init, tables) if self.rowwise else self.sparse.init(tables)
+        if not self.rowwise:
+            return self.sparse.init(tables)
+        flat = traverse_util.flatten_dict(tables)
+        return traverse_util.unflatten_dict({p: self.for_stack(p).init(t) for p, t in flat.items()})
 
 
 def variables(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,19 +109,15 @@ def bce_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
 
 
-def _layer_paths(tables: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """Paths of the embedding layers owning a stacked table, e.g. [('embedding',), ('linear',)]."""
-    return [path[:-1] for path in traverse_util.flatten_dict(tables) if path[-1] == STACKED]
-
-
-def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, lookup_ids, row_grads, sharding=None,
+def sparse_rowwise_update(optimizers: Optimizers, tables, opt_states, lookup_ids, row_grads, sharding=None,
                           layouts=None, dedup_mode: str = "auto"):
     """Row-wise update of every stacked table from the rows the batch gathered.
 
     Args:
-      tables: the EMBEDDING collection, `{layer...: {STACKED: [V, D]}}`.
-      opt_states: `tx` state per table, same tree shape as `tables`.
-      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}`.
+      optimizers: their row-wise optimizers (`Optimizers.for_stack`).
+      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}` (stack: `stacked`, `stacked_1` ...).
+      opt_states: each stack's optimizer state, same tree shape as `tables`.
+      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}` (name: `layer.rows_name`).
       row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
       sharding, layouts: for row-sharded tables (`ShardedEmbeddings`), which store rows in
         physical order: the logical ids are mapped to physical rows before the update.
@@ -115,19 +126,19 @@ def sparse_rowwise_update(tx: SparseGradientTransformation, tables, opt_states, 
     Returns:
       (new tables, new optimizer states); only the touched rows change.
     """
-    flat_t, flat_s = traverse_util.flatten_dict(tables), traverse_util.flatten_dict(opt_states, is_leaf=lambda p, x: p and p[-1] == STACKED)
+    flat_t, flat_s = traverse_util.flatten_dict(tables), traverse_util.flatten_dict(opt_states, is_leaf=lambda p, x: p and is_stack(p[-1]))
     flat_ids, flat_g = traverse_util.flatten_dict(lookup_ids), traverse_util.flatten_dict(row_grads)
     new_t, new_s = dict(flat_t), dict(flat_s)
-    for layer in _layer_paths(tables):
-        table = flat_t[layer + (STACKED,)]
-        names = sorted(p[len(layer)] for p in flat_g if p[:len(layer)] == layer and len(p) == len(layer) + 1)
+    for stack, table in flat_t.items():
+        layer = stack[:-1]
+        names = sorted(p[-1] for p in flat_g if p[:-1] == layer and stack_of(p[-1]) == stack[-1])
         ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
         grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
-        vocab = table.shape[0] if sharding is None else layouts[layer].total_rows
+        vocab = table.shape[0] if sharding is None else layouts[stack].total_rows
         uids, ugrads = dedup(ids, grads, vocab, capacity=ids.shape[0] if dedup_mode == "sort" else None)
         if sharding is not None:
-            uids = sharding.physical_ids(uids, vocab)
-        new_t[layer + (STACKED,)], new_s[layer + (STACKED,)] = tx.update(uids, ugrads, table, flat_s[layer + (STACKED,)])
+            uids = sharding.physical_ids(uids, layouts[stack])
+        new_t[stack], new_s[stack] = optimizers.for_stack(stack).update(uids, ugrads, table, flat_s[stack])
     return traverse_util.unflatten_dict(new_t), traverse_util.unflatten_dict(new_s)
 
 
@@ -179,7 +190,7 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         (loss, (ids, counters)), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
             state.params["dense"], zeros)
         updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
-        new_tables, sparse_opt = sparse_rowwise_update(optimizers.sparse, tables, state.opt_state["sparse"], ids, g_rows,
+        new_tables, sparse_opt = sparse_rowwise_update(optimizers, tables, state.opt_state["sparse"], ids, g_rows,
                                                        sharding, layouts, dedup_mode)
         new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
         return loss, counters, new_params, {"dense": dense_opt, "sparse": sparse_opt}

@@ -79,7 +79,7 @@ def test_placeholder_rows():
 @pytest.mark.parametrize("optimizer", ["rowwise_adagrad", "optax_adam"])
 def test_reset_new_rows_redraws_rows_and_resets_slots_only_there(optimizer):
     specs = (TableSpec("a", 5, 3, init_scale=0.5), TableSpec("user", 8, 3, initializer="uniform", init_scale=0.25))
-    layouts = {("embedding",): StackLayout.from_tables(specs)}
+    layouts = {("embedding", "stacked"): StackLayout.from_tables(specs)}
     table = jnp.full((13, 3), 7.0)
     tables = {"embedding": {"stacked": table}}
     if optimizer == "rowwise_adagrad":

@@ -27,7 +27,7 @@ def test_saved_tables_are_logical_and_restore_into_another_stacking(small_config
     ckpt.save(4, state, {"note": "x"})
 
     raw = ocp.StandardCheckpointer().restore(tmp_path / "4" / "state")
-    layout = exp.layouts[("embedding",)]
+    layout = exp.layouts[("embedding", "stacked")]
     tables = layout.unstack(state.params["sparse"]["embedding"]["stacked"])
     saved = raw["params"]["sparse"]["embedding"]["stacked"]["tables"]
     assert set(saved) == {f.name for f in movielens.features}
@@ -45,9 +45,9 @@ def test_saved_tables_are_logical_and_restore_into_another_stacking(small_config
     # A run whose fields come in another order stacks its tables differently, yet reads the same tables.
     other = dataclasses.replace(movielens, features=movielens.features[::-1])
     exp2 = build(small_config, other)
-    assert exp2.layouts[("embedding",)].names != layout.names
+    assert exp2.layouts[("embedding", "stacked")].names != layout.names
     restored2, _ = Checkpointer(tmp_path, layouts=exp2.layouts).restore(exp2.init_state())
-    tables2 = exp2.layouts[("embedding",)].unstack(restored2.params["sparse"]["embedding"]["stacked"])
+    tables2 = exp2.layouts[("embedding", "stacked")].unstack(restored2.params["sparse"]["embedding"]["stacked"])
     for name, t in tables.items():
         np.testing.assert_array_equal(tables2[name], t)
     # The restored run predicts exactly the same logits.

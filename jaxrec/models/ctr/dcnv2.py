@@ -30,10 +30,11 @@ class DCNv2(nn.Module):
     structure: Literal["stacked", "parallel"] = "stacked"
     dropout: float = 0.0
     embed_init_std: float = 1e-4
+    tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, name="embedding")(batch)
+        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
         x0 = emb.reshape(emb.shape[0], -1)
         cross = CrossNetV2(self.num_cross)(x0)
         mlp = MLP(self.hidden, dropout=self.dropout)

@@ -29,11 +29,12 @@ class DeepFM(nn.Module):
     hidden: Sequence[int] = (256, 128)
     dropout: float = 0.0
     embed_init_std: float = 1e-4
+    tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, name="embedding")(batch)
-        linear = EmbeddingLayer(self.features, 1, self.embed_init_std, name="linear")(batch)
+        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        linear = EmbeddingLayer(self.features, 1, self.embed_init_std, tables=self.tables, name="linear")(batch)
         y_linear = jnp.sum(linear, axis=(1, 2)) + self.param("bias", nn.initializers.zeros, ())
         y_dnn = MLP(self.hidden, dropout=self.dropout, out_dim=1)(
             emb.reshape(emb.shape[0], -1), train)[:, 0]

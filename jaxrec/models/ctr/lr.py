@@ -20,8 +20,9 @@ class LR(nn.Module):
 
     features: tuple[Feature, ...]
     embed_init_std: float = 1e-4
+    tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        w = EmbeddingLayer(self.features, dim=1, init_std=self.embed_init_std, name="linear")(batch)
+        w = EmbeddingLayer(self.features, dim=1, init_std=self.embed_init_std, tables=self.tables, name="linear")(batch)
         return jnp.sum(w, axis=(1, 2)) + self.param("bias", nn.initializers.zeros, ())
