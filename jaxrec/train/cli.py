@@ -69,8 +69,12 @@ def apply_overrides(config, overrides: list[str]) -> None:
     """Applies `--config.a.b=value` overrides in place, checking every key.
 
     Keys must exist in the config, except options of the named model or dataset, which
-    may be added (they are checked against the model's / loader's signature).
+    may be added (they are checked against the model's / loader's signature), and per-table
+    options, `--config.tables.<table>.sharding=contiguous` or
+    `--config.tables.<table>.optimizer.name=ftrl` (checked against the tables when built).
     """
+    import ml_collections
+
     from jaxrec.train.config import _suggest, validate
 
     for arg in overrides:
@@ -81,12 +85,14 @@ def apply_overrides(config, overrides: list[str]) -> None:
         parts = key.split(".")
         node = config
         for i, part in enumerate(parts[:-1]):
+            if part not in node and parts[0] == "tables" and i > 0:
+                node[part] = ml_collections.ConfigDict()
             if part not in node:
                 raise ConfigError(f"unknown config key 'config.{key}': {'.'.join(parts[:i]) or 'the config'} has no "
                                   f"{part!r}; valid: {sorted(node.keys())}")
             node = node[part]
         leaf = parts[-1]
-        open_section = len(parts) == 2 and parts[0] in ("model", "dataset")
+        open_section = (len(parts) == 2 and parts[0] in ("model", "dataset")) or (parts[0] == "tables" and len(parts) > 2)
         if leaf not in node and not open_section:
             raise ConfigError(f"unknown config key 'config.{key}'{_suggest(leaf, list(node.keys()))}; valid keys in "
                               f"{'.'.join(parts[:-1]) or 'the config'}: {sorted(node.keys())}")

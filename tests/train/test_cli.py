@@ -78,3 +78,16 @@ def test_eval_on_a_non_workdir(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         eval_main(["eval.py", "--workdir", str(tmp_path)])
     assert e.value.code == 2 and "config.json not found" in capsys.readouterr().err
+
+
+def test_per_table_options_from_flags():
+    from jaxrec.data.features import Categorical
+    from jaxrec.train.cli import apply_overrides, load_config_file
+    from jaxrec.train.config import table_options
+
+    c = load_config_file(str(ROOT / "configs/deepfm_movielens.py"))
+    apply_overrides(c, ["--config.tables.user_id.sharding=contiguous", "--config.tables.user_id.optimizer.name=ftrl",
+                        "--config.tables.user_id.optimizer.lr=0.05", "--config.tables.item_id.init_scale=0.01"])
+    opts = dict(table_options(c, (Categorical("user_id"), Categorical("item_id"))))
+    assert opts["user_id"].sharding == "contiguous" and opts["user_id"].optimizer == (("lr", 0.05), ("name", "ftrl"))
+    assert opts["item_id"].init_scale == 0.01 and opts["item_id"].optimizer is None
