@@ -14,6 +14,7 @@ Writes benchmarks/results/movielens_quality.json, docs/results/movielens.md and 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 
 import numpy as np
@@ -53,7 +54,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data_dir", default=common.default_data_dir())
     p.add_argument("--no_doc", action="store_true")
+    p.add_argument("--doc_only", action="store_true", help="rewrite the page and plot from the saved JSON, no training")
     args = p.parse_args()
+    if args.doc_only:
+        write_doc(json.loads((common.RESULTS / "movielens_quality.json").read_text()))
+        return
     datasets = {}
     rows = []
     for model in args.models:
@@ -90,7 +95,7 @@ def write_doc(payload: dict) -> None:
     import matplotlib.pyplot as plt
 
     rows = payload["results"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(rows))
     ax.errorbar(x - 0.1, [r["test_auc_mean"] for r in rows], yerr=[r["test_auc_std"] for r in rows], fmt="o", capsize=4, label="jaxrec")
     ref = [(i, r["reference"]) for i, r in enumerate(rows) if r["reference"]]
@@ -98,7 +103,7 @@ def write_doc(payload: dict) -> None:
     for i, r in enumerate(rows):
         if r["target_auc"]:
             ax.hlines(r["target_auc"], i - 0.3, i + 0.3, colors="gray", linestyles="dashed")
-    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_xticks(x, [r["model"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel("test AUC")
     ax.set_title(f"MovieLens-100K default task, seeds {payload['seeds']}")
     ax.legend(fontsize=8)
