@@ -166,9 +166,6 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
                 ids = sharding.physical_ids(ids, layout)
             targets[stack] = (ids, draws)
 
-    def physical_rows(layout):
-        return layout.total_rows if sharding is None else sharding.rows_for(layout).padded_rows(layout.total_rows)
-
     flat = traverse_util.flatten_dict(tables)
     keys = jax.random.split(rng, max(len(targets), 1))
     for k, (stack, (ids, draws)) in zip(keys, targets.items()):
@@ -180,7 +177,10 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
 
     def reset(path, x, init):
         stack = stack_path_in(_str_path(path), targets)  # the stack this optimizer leaf belongs to
-        if stack is None or getattr(x, "ndim", 0) < 1 or x.shape[0] != physical_rows(layouts[stack]):
+        if stack is None or getattr(x, "ndim", 0) < 1:
+            return x
+        layout = layouts[stack]
+        if x.shape[0] != layout.stored_rows(None if sharding is None else sharding.rows_for(layout)):
             return x
         ids = targets[stack][0]
         return x.at[ids].set(jnp.broadcast_to(init[0], ids.shape + x.shape[1:]), mode="drop")

@@ -85,6 +85,11 @@ class StackLayout:
     def total_rows(self) -> int:
         return int(sum(self.sizes))
 
+    def stored_rows(self, rows=None) -> int:
+        """Rows of the stacked array as stored: `total_rows`, or `S * R` when row-sharded by
+        `rows` (a `jaxrec.embedding.sharded.RowSharding`)."""
+        return self.total_rows if rows is None else rows.padded_rows(self.total_rows)
+
     def unstack(self, stacked: jnp.ndarray) -> dict[str, jnp.ndarray]:
         """Stacked `[total_rows, D]` -> logical tables `{name: [V_t, D]}`."""
         return {n: stacked[o:o + s] for (n, o), s in zip(self.offsets.items(), self.sizes)}
@@ -165,10 +170,9 @@ def group_stacks(tables) -> dict[str, StackLayout]:
     groups: dict[tuple, list] = {}
     for t in tables:
         groups.setdefault(t.stack_key, []).append(t)
-    keys = sorted(groups, key=lambda k: k[1:] != (None, None))  # stable: the default group first
-    names = [STACKED if i == 0 and k[1:] == (None, None) else f"{STACKED}_{i + (keys[0][1:] != (None, None))}"
-             for i, k in enumerate(keys)]
-    return {n: StackLayout.from_tables(groups[k]) for n, k in zip(names, keys)}
+    own = [k for k in groups if k[1:] != (None, None)]
+    names = {k: STACKED for k in groups if k[1:] == (None, None)} | {k: f"{STACKED}_{i}" for i, k in enumerate(own, 1)}
+    return {n: StackLayout.from_tables(groups[k]) for k, n in names.items()}
 
 
 class EmbeddingLayer(nn.Module):

@@ -41,8 +41,7 @@ def to_logical(tree: Any, layouts: Layouts, rows_for: RowsFor | None = None, pat
         return {k: to_logical(v, layouts, rows_for, path + (str(k),)) for k, v in tree.items()}
     layout = stacked_layout_at(path, layouts)
     rows = rows_for(layout) if rows_for is not None and layout is not None else None
-    if layout is not None and len(getattr(tree, "shape", ())) >= 1 and tree.shape[0] == (
-            layout.total_rows if rows is None else rows.padded_rows(layout.total_rows)):
+    if layout is not None and len(getattr(tree, "shape", ())) >= 1 and tree.shape[0] == layout.stored_rows(rows):
         if isinstance(tree, jax.ShapeDtypeStruct):  # restore targets: shapes only
             return {LOGICAL: {n: jax.ShapeDtypeStruct((v,) + tree.shape[1:], tree.dtype) for n, v in zip(layout.names, layout.sizes)}}
         if rows is not None:
