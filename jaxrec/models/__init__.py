@@ -15,9 +15,10 @@ from jaxrec.errors import ConfigError
 from jaxrec.models.ctr.dcnv2 import DCNv2
 from jaxrec.models.ctr.deepfm import DeepFM
 from jaxrec.models.ctr.dnn import DNN
+from jaxrec.models.ctr.fat import FAT, Transformer
 from jaxrec.models.ctr.lr import LR
 
-MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2}
+MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer}
 
 
 def register(name: str, cls) -> None:

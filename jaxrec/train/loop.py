@@ -195,7 +195,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
 
     Resumes automatically from `<workdir>/checkpoints`. Writes `<workdir>/metrics.json`:
     {'valid': {...}, 'test': {...}, 'best_epoch', 'epochs_run', 'stopped_early',
-    'train_examples_per_sec' (median over epochs after the first, compile excluded), 'history'}.
+    'train_examples_per_sec' (median over epochs after the first, compile excluded), 'history',
+    'num_params': {'dense': n, 'sparse': n (embedding rows as stored)}}.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -208,6 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     latest = exp.checkpointer(workdir / "checkpoints", keep=int(t.keep_checkpoints))
     best = exp.checkpointer(workdir / "best", keep=1)
     state = exp.init_state(place=False)
+    num_params = {side: sum(int(x.size) for x in jax.tree.leaves(state.params[side])) for side in ("dense", "sparse")}
+    log.info("parameters: %s dense, %s in embedding tables", f"{num_params['dense']:,}", f"{num_params['sparse']:,}")
     meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False, "counters": {}}
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
@@ -293,6 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
         stopped_early=bool(meta["stopped"]),
         train_examples_per_sec=float(np.median(speeds)) if speeds else None,
         steps=step,
+        num_params=num_params,
         train_counters=meta.get("counters", {}),
         history=meta["history"],
         model=config.model.name,
