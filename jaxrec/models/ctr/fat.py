@@ -11,9 +11,10 @@ fields, not a sequence, so FAT puts field structure into attention:
     Z^{l+1} = Z^l + FFN(LN(Attn(LN(Z^l))))               (L blocks)
     logit  = Dense(MLP(sum_f LN(Z^L)_f))
 
-Layers, equations and what is inferred: `jaxrec.nn.field_transformer`. Here, inferred [I]: a
-final LayerNorm before pooling (pre-LN convention); the token width d equals the embedding
-width `embed_dim`; the optional `head_hidden` MLP sits between pooling and the output layer.
+Layers, equations and what is inferred: `jaxrec.nn.field_transformer`. Here, inferred [I]:
+a final LayerNorm before pooling (pre-LN convention; `final_norm`); the token width d equals
+the embedding width `embed_dim`; the optional `head_hidden` MLP sits between pooling and the
+output layer.
 
 Ablation switches: `modulation=False` (w = 1), `per_field=False` (shared W_Q/W_K/W_V),
 `field_ffn=False` (shared FFN), `hypernet=False` (per-field weights learned directly; the v1
@@ -50,6 +51,7 @@ class FAT(nn.Module):
       residual: 'single' (FAT [T]) or 'double' (standard pre-LN).
       output_projection: W_O after attention (vanilla transformers have it).
       field_bias: the learnable per-field token bias b_f.
+      final_norm: LayerNorm of the tokens before pooling [I].
       pooling: 'sum' over fields [T] or 'flatten' (concatenate the F tokens).
       head_hidden: MLP widths between pooling and the output layer (() = linear head).
       num_bases, meta_dim, top_k: hypernet M, k, K.
@@ -69,6 +71,7 @@ class FAT(nn.Module):
     residual: str = "single"
     output_projection: bool = False
     field_bias: bool = True
+    final_norm: bool = True
     pooling: str = "sum"
     head_hidden: Sequence[int] = ()
     num_bases: int = 64
@@ -95,7 +98,8 @@ class FAT(nn.Module):
                 self.num_heads, self.ffn_mult * self.embed_dim, self.per_field, self.modulation, self.field_ffn,
                 self.residual, self.output_projection, self.modulation_init_mean, self.modulation_init_std,
                 self.num_bases, self.top_k, self.dropout, self.attention, name=f"block_{layer}")(z, meta, train)
-        z = nn.LayerNorm(name="ln_final")(z)
+        if self.final_norm:
+            z = nn.LayerNorm(name="ln_final")(z)
         if self.pooling == "sum":
             pooled = jnp.sum(z, axis=1)
         elif self.pooling == "flatten":
