@@ -1,16 +1,12 @@
-"""Vanilla transformer over field tokens (AutoInt-style: shared projections, no modulation)
-on the default MovieLens-100K task: d = embedding dim 16, 2 blocks, 2 heads, FFN 4d."""
+"""The vanilla transformer over field tokens (AutoInt-style) on the default MovieLens-100K
+task: everything as in fat_movielens.py but the model."""
 
-from jaxrec.train.config import default_config
+from pathlib import Path
+
+from jaxrec.train.cli import load_config_file
 
 
 def get_config():
-    c = default_config()
-    c.dataset.name = "movielens100k"
-    c.dataset.data_dir = None
+    c = load_config_file(str(Path(__file__).with_name("fat_movielens.py")))
     c.model.name = "transformer"
-    c.model.embed_dim = 16
-    c.model.num_layers = 2
-    c.model.num_heads = 2
-    c.model.ffn_mult = 4
     return c

@@ -90,6 +90,8 @@ import numpy as np
 from jax.experimental import checkify
 from jax.experimental import pallas as pl
 
+from pallas_kernels._dispatch import resolve
+
 __all__ = [
     "embedding_bag",
     "embedding_bag_reference",
@@ -99,7 +101,6 @@ __all__ = [
 ]
 
 COMBINERS = ("sum", "mean")
-IMPLEMENTATIONS = (None, "xla", "pallas")
 
 # Default tiles (not tuned on hardware yet).
 GPU_BLOCK_BAGS = 16
@@ -431,32 +432,6 @@ def _embedding_bag_bwd(static, res, g):
 _embedding_bag.defvjp(_embedding_bag_fwd, _embedding_bag_bwd)
 
 
-def _is_tpu_interpret(interpret: Any) -> bool:
-    try:
-        from jax.experimental.pallas import tpu as pltpu
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(interpret, pltpu.InterpretParams)
-
-
-def _resolve(implementation, interpret) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; expected one of {IMPLEMENTATIONS}")
-    if interpret:
-        if implementation == "xla":
-            raise ValueError("interpret= applies to the Pallas kernel; it cannot be combined with implementation='xla'")
-        return "tpu" if _is_tpu_interpret(interpret) else "gpu"
-    backend = jax.default_backend()
-    if implementation is None:
-        return {"gpu": "gpu", "tpu": "tpu"}.get(backend, "xla")
-    if implementation == "pallas":
-        if backend not in ("gpu", "tpu"):
-            raise ValueError(f"embedding_bag has Pallas kernels for 'gpu' and 'tpu', not {backend!r}; "
-                             "pass interpret=True to run the kernel in the interpreter, or implementation='xla'")
-        return backend
-    return "xla"
-
-
 def embedding_bag(table: jax.Array, ids: jax.Array, lengths: jax.Array, combiner: str = "sum", *,
                   implementation: str | None = None, interpret: Any = False) -> jax.Array:
     """Pooled lookup ``[V, D], [B, L], [B] -> [B, D]``, differentiable in ``table``.
@@ -478,7 +453,7 @@ def embedding_bag(table: jax.Array, ids: jax.Array, lengths: jax.Array, combiner
     """
     _check_combiner(combiner)
     _check_shapes(table, ids, lengths)
-    variant = _resolve(implementation, interpret)
+    variant = resolve("embedding_bag", implementation, interpret)
     if _is_concrete(ids, lengths):
         check_ids(table.shape[0], ids, lengths)
     return _embedding_bag((combiner, variant, interpret), table, ids, lengths)

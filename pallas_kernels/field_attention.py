@@ -71,9 +71,10 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from pallas_kernels._dispatch import resolve
+
 __all__ = ["field_attention", "field_attention_reference"]
 
-IMPLEMENTATIONS = (None, "xla", "pallas")
 
 # Default (b, h) slices per program (not tuned on hardware yet).
 GPU_BLOCK = 16
@@ -263,32 +264,6 @@ _field_attention.defvjp(_field_attention_fwd, _field_attention_bwd)
 
 # ------------------------------------------------------------------------------- public op
 
-def _is_tpu_interpret(interpret: Any) -> bool:
-    try:
-        from jax.experimental.pallas import tpu as pltpu
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(interpret, pltpu.InterpretParams)
-
-
-def _resolve(implementation, interpret) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; expected one of {IMPLEMENTATIONS}")
-    if interpret:
-        if implementation == "xla":
-            raise ValueError("interpret= applies to the Pallas kernel; it cannot be combined with implementation='xla'")
-        return "tpu" if _is_tpu_interpret(interpret) else "gpu"
-    backend = jax.default_backend()
-    if implementation is None:
-        return {"gpu": "gpu", "tpu": "tpu"}.get(backend, "xla")
-    if implementation == "pallas":
-        if backend not in ("gpu", "tpu"):
-            raise ValueError(f"field_attention has Pallas kernels for 'gpu' and 'tpu', not {backend!r}; "
-                             "pass interpret=True to run the kernel in the interpreter, or implementation='xla'")
-        return backend
-    return "xla"
-
-
 def field_attention(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | None = None, *,
                     implementation: str | None = None, interpret: Any = False,
                     block: int | None = None) -> jax.Array:
@@ -311,7 +286,7 @@ def field_attention(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | Non
       ValueError: for a bad shape or dtype (naming the argument), implementation or block.
     """
     _check_inputs(q, k, v, w)
-    variant = _resolve(implementation, interpret)
+    variant = resolve("field_attention", implementation, interpret)
     if variant == "xla":
         return field_attention_reference(q, k, v, w)
     B, H, F, Dh = q.shape

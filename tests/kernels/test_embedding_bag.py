@@ -159,7 +159,7 @@ def test_bad_lengths_and_arguments_raise():
         embedding_bag(table, ids, lengths, implementation="pallas")      # no CPU kernel
     with pytest.raises(ValueError, match="implementation='xla'"):
         embedding_bag(table, ids, lengths, implementation="xla", interpret=True)
-    assert eb._resolve(None, False) == "xla"                            # CPU default
+    assert eb.resolve("embedding_bag", None, False) == "xla"                            # CPU default
 
 
 def test_jit_inputs_checked_on_host_or_with_checkify():

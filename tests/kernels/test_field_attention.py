@@ -145,7 +145,7 @@ def test_dispatch_and_argument_errors():
         field_attention(q, k, v, w, implementation="xla", interpret=True)
     with pytest.raises(ValueError, match="power of two"):
         field_attention(q, k, v, w, interpret=True, block=3)
-    assert fa._resolve(None, False) == "xla"                                 # CPU default
+    assert fa.resolve("field_attention", None, False) == "xla"                                 # CPU default
 
 
 @pytest.mark.parametrize("args,match", [
