@@ -1,5 +1,7 @@
-"""FAT (field-aware transformer, v1: per-field projections, field-pair modulation, field FFN)
-on the default MovieLens-100K task: d = embedding dim 16, 2 blocks, 2 heads, FFN 4d."""
+"""FAT (v1: per-field projections, field-pair modulation, field FFN) on the default
+MovieLens-100K task: d = embedding dim 16, 2 blocks, 2 heads, FFN 4d; the F = 10 tokens are
+flattened into an MLP 256-128 head, dropout 0.1. Head and dropout were chosen on the
+validation split (sum pooling with a linear head: 0.763 valid AUC; this: 0.770)."""
 
 from jaxrec.train.config import default_config
 
@@ -13,4 +15,7 @@ def get_config():
     c.model.num_layers = 2
     c.model.num_heads = 2
     c.model.ffn_mult = 4
+    c.model.pooling = "flatten"
+    c.model.head_hidden = (256, 128)
+    c.model.dropout = 0.1
     return c
