@@ -180,9 +180,11 @@ def write_doc() -> None:
         fat = next((r for r in rows if r["model"] == "fat"), None)
         lines += ["## MovieLens-100K default task", "",
                   f"`{d['command']}`  ", f"Machine: {common.machine_line(d['machine'])}.", "",
-                  "Configs `configs/<model>_movielens.py` (FAT and the transformer: d = 16, 2 blocks, 2 heads; their",
-                  "head and initialisation chosen on the validation split only). Test metrics of the best validation",
-                  f"epoch, mean ± sample std over seeds {d['seeds']}.", "",
+                  "Configs `configs/<model>_movielens.py`. FAT and the transformer: d = 16, 2 blocks, 2 heads, FFN 4d,",
+                  "the 10 tokens flattened into an MLP 256-128 head, dropout 0.1; head and dropout were chosen on the",
+                  "validation split only (about a dozen variants of pooling, head, residual form, heads, FFN width,",
+                  "dropout, weight decay and initialisation all gave FAT 0.763-0.771 valid AUC, seed 0). Test metrics",
+                  f"of the best validation epoch, mean ± sample std over seeds {d['seeds']}.", "",
                   "| model | test AUC | valid AUC | test logloss | dense params | embedding params | train examples/s |",
                   "|---|---|---|---|---|---|---|"]
         for r in rows:
