@@ -1,0 +1,1 @@
+"""Optimisation methods beyond a single optimizer: GBA aggregation (`gba`)."""
