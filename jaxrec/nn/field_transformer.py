@@ -84,7 +84,9 @@ class FieldLinear(nn.Module):
                 bases = self.param("bases", nn.initializers.lecun_normal(batch_axis=(0,)), (self.num_bases, d_in, self.features))
                 logits = nn.Dense(self.num_bases, name="router")(meta)
                 kernel = compose_basis_weights(bases, logits, self.top_k)
-            y = jnp.einsum("bfi,fio->bfo", x, kernel)
+            # field-major batched matmul: on XLA:CPU ~5x faster (fwd+bwd) than einsum('bfi,fio->bfo'),
+            # whose dot has its batch axis in the middle (B=1024, F=10, 16 -> 64)
+            y = jnp.matmul(jnp.swapaxes(x, 0, 1), kernel).swapaxes(0, 1)
             bias_shape = (num_fields, self.features)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, bias_shape)
