@@ -29,9 +29,12 @@ import numpy as np
 
 import common
 from movielens_quality import run as run_movielens
+from jaxrec.data.dataset import LABELS
+from jaxrec.data.synthetic import TRUE_PROB
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
 from jaxrec.train.loop import train_and_evaluate
+from jaxrec.train.metrics import auc
 
 PARTS = ("movielens", "scaling", "ablations")
 RUNS_FILE = common.RESULTS / "fat_scaling_runs.json"
@@ -64,14 +67,15 @@ def synthetic_run(model: str, overrides: dict, rows: int, datasets: dict, dense_
     for k, v in overrides.items():
         c.model[k] = v
     key = json.dumps(c.dataset.to_dict(), sort_keys=True)
-    if key not in datasets:
+    if key not in datasets:  # one dataset (and its oracle AUC) at a time: 2M rows are large
+        ds = build_dataset(c)
+        test = ds.splits["test"]
         datasets.clear()
-        datasets[key] = build_dataset(c)
+        datasets[key] = (ds, auc(test[LABELS], test[TRUE_PROB]))
+    ds, oracle = datasets[key]
     with tempfile.TemporaryDirectory() as workdir:
-        out = summary(train_and_evaluate(c, workdir, dataset=datasets[key]))
-    test = datasets[key].splits["test"]
-    from sklearn.metrics import roc_auc_score
-    out["oracle_test_auc"] = float(roc_auc_score(test["labels"], test["true_prob"]))
+        out = summary(train_and_evaluate(c, workdir, dataset=ds))
+    out["oracle_test_auc"] = oracle
     out["dataset"] = c.dataset.to_dict()
     print(f"{model} {overrides}: test auc {out['test']['auc']:.4f} (oracle {out['oracle_test_auc']:.4f}), "
           f"dense params {out['num_params']['dense']:,}, {out['train_examples_per_sec'] or 0:,.0f} ex/s", flush=True)

@@ -71,9 +71,8 @@ class FieldLinear(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, meta: jax.Array | None = None) -> jax.Array:
         num_fields, d_in = x.shape[-2:]
-        init = nn.initializers.lecun_normal()
         if not self.per_field:
-            y = x @ self.param("kernel", init, (d_in, self.features))
+            y = x @ self.param("kernel", nn.initializers.lecun_normal(), (d_in, self.features))
             bias_shape = (self.features,)
         else:
             if meta is None:

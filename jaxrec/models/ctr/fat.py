@@ -29,6 +29,7 @@ every field-aware part off, two-residual pre-LN blocks and an output projection.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 import flax.linen as nn
@@ -38,6 +39,9 @@ from jaxrec.data.features import Feature
 from jaxrec.embedding import EmbeddingLayer
 from jaxrec.nn import MLP
 from jaxrec.nn.field_transformer import FieldTransformerBlock, compose_field_weights
+
+BLOCK_OPTIONS = tuple(f.name for f in dataclasses.fields(FieldTransformerBlock)
+                      if f.init and f.name not in ("ffn_hidden", "parent", "name"))
 
 
 class FAT(nn.Module):
@@ -93,11 +97,11 @@ class FAT(nn.Module):
         meta = None
         if self.hypernet:
             meta = self.param("field_meta", nn.initializers.normal(1.0), (num_fields, self.meta_dim))
+        # the block's options are this model's fields of the same names
+        block_options = {f: getattr(self, f) for f in BLOCK_OPTIONS}
         for layer in range(self.num_layers):
-            z = FieldTransformerBlock(
-                self.num_heads, self.ffn_mult * self.embed_dim, self.per_field, self.modulation, self.field_ffn,
-                self.residual, self.output_projection, self.modulation_init_mean, self.modulation_init_std,
-                self.num_bases, self.top_k, self.dropout, self.attention, name=f"block_{layer}")(z, meta, train)
+            z = FieldTransformerBlock(ffn_hidden=self.ffn_mult * self.embed_dim, **block_options,
+                                      name=f"block_{layer}")(z, meta, train)
         if self.final_norm:
             z = nn.LayerNorm(name="ln_final")(z)
         if self.pooling == "sum":
