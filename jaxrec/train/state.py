@@ -15,7 +15,9 @@ The sparse side is updated one of two ways, chosen by the type of `Optimizers.sp
     `jaxrec.embedding.layer`), sums the gradients of duplicate ids, and updates only the
     touched rows and their optimizer state; the step's cost does not grow with V.
 
-`train_step` is a pure `(state, batch) -> (state, metrics)`; `train_steps` scans it over a
+`train_step` is a pure `(state, batch) -> (state, metrics)`: the gradient half
+(`make_gradient_fn`) then the update half (`make_apply_fn`), which GBA also uses apart
+(`jaxrec.distributed.simulate`). `train_steps` scans it over a
 chunk of K stacked batches `[K, B, ...]`, so one compiled call runs many steps and the
 Python loop is never the bottleneck.
 """
@@ -109,16 +111,38 @@ def bce_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
 
 
-def sparse_rowwise_update(optimizers: Optimizers, tables, opt_states, lookup_ids, row_grads, sharding=None,
+def stack_row_grads(tables, lookup_ids, row_grads) -> dict:
+    """Gathers one batch's row gradients per stacked table.
+
+    Args:
+      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}` (stack: `stacked`, `stacked_1` ...).
+      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}` (name: `layer.rows_name`).
+      row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
+    Returns:
+      `{stack path: (ids [C], grads [C, D])}`, one pair per stacked table (C: the rows the
+      batch gathered from it, repeats included).
+    """
+    flat_ids, flat_g = traverse_util.flatten_dict(lookup_ids), traverse_util.flatten_dict(row_grads)
+    out = {}
+    for stack, table in traverse_util.flatten_dict(tables).items():
+        layer = stack[:-1]
+        names = sorted(p[-1] for p in flat_g if p[:-1] == layer and stack_of(p[-1]) == stack[-1])
+        ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
+        grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
+        out[stack] = (ids, grads)
+    return out
+
+
+def sparse_rowwise_update(optimizers: Optimizers, tables, opt_states, rows: Mapping, sharding=None,
                           layouts=None, dedup_mode: str = "auto"):
-    """Row-wise update of every stacked table from the rows the batch gathered.
+    """Row-wise update of every stacked table from its row gradients.
 
     Args:
       optimizers: their row-wise optimizers (`Optimizers.for_stack`).
-      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}` (stack: `stacked`, `stacked_1` ...).
+      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}`.
       opt_states: each stack's optimizer state, same tree shape as `tables`.
-      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}` (name: `layer.rows_name`).
-      row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
+      rows: `{stack path: (ids [C], grads [C, D])}` (`stack_row_grads`); repeated ids are
+        summed, id V (padding) is dropped.
       sharding, layouts: for row-sharded tables (`ShardedEmbeddings`), which store rows in
         physical order: the logical ids are mapped to physical rows before the update.
       dedup_mode: 'sort' always merges duplicates by sorting the ids; 'auto' uses a bincount
@@ -127,13 +151,9 @@ def sparse_rowwise_update(optimizers: Optimizers, tables, opt_states, lookup_ids
       (new tables, new optimizer states); only the touched rows change.
     """
     flat_t, flat_s = traverse_util.flatten_dict(tables), traverse_util.flatten_dict(opt_states, is_leaf=lambda p, x: p and is_stack(p[-1]))
-    flat_ids, flat_g = traverse_util.flatten_dict(lookup_ids), traverse_util.flatten_dict(row_grads)
     new_t, new_s = dict(flat_t), dict(flat_s)
     for stack, table in flat_t.items():
-        layer = stack[:-1]
-        names = sorted(p[-1] for p in flat_g if p[:-1] == layer and stack_of(p[-1]) == stack[-1])
-        ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
-        grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
+        ids, grads = rows[stack]
         vocab = table.shape[0] if sharding is None else layouts[stack].total_rows
         uids, ugrads = dedup(ids, grads, vocab, capacity=ids.shape[0] if dedup_mode == "sort" else None)
         if sharding is not None:
@@ -146,10 +166,67 @@ def _context(sharding):
     return sharding.lookups() if sharding is not None else contextlib.nullcontext()
 
 
+def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss) -> Callable:
+    """The gradient half of a train step: `(params, batch, rng) -> (loss, counters, grads)`.
+
+    `grads = (dense, rows)`: `dense` is `{'dense': gradient of the dense params}` plus, with an
+    optax sparse optimizer, `'sparse'`: the tables' `[V, D]` gradients; `rows` is, with a
+    row-wise optimizer, `{stack path: (ids [C], grads [C, D])}` (`stack_row_grads`), else `{}`.
+    Both are batch means, so averaging the grads of M batches gives the gradient of their
+    union (what GBA's aggregation relies on). Call it inside the sharding's lookup context.
+    """
+
+    def dense_grads(params, batch: Batch, rng):
+        def objective(trained):
+            logits, sown = model.apply(variables(trained), batch, train=True, rngs={"dropout": rng}, mutable=[COUNTERS])
+            return loss_fn(logits, batch[LABELS]), sown.get(COUNTERS, {})
+
+        trained = {"dense": params["dense"], "sparse": params["sparse"]}  # not 'vocab'
+        (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(trained)
+        return loss, counters, (grads, {})
+
+    def row_grads(params, batch: Batch, rng):
+        tables = params["sparse"]
+
+        def objective(dense, perturbations):
+            logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
+                                       train=True, rngs={"dropout": rng}, mutable=[LOOKUP_IDS, COUNTERS])
+            return loss_fn(logits, batch[LABELS]), (sown[LOOKUP_IDS], sown.get(COUNTERS, {}))
+
+        shapes = jax.eval_shape(lambda: model.apply(variables(params), batch, mutable=["perturbations"])[1])
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
+        (loss, (ids, counters)), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
+            params["dense"], zeros)
+        return loss, counters, ({"dense": g_dense}, stack_row_grads(tables, ids, g_rows))
+
+    return row_grads if optimizers.rowwise else dense_grads
+
+
+def make_apply_fn(optimizers: Optimizers, sharding=None, layouts=None, dedup_mode: str = "auto") -> Callable:
+    """The update half of a train step: `(params, opt_state, grads) -> (params, opt_state)`,
+    `grads` as `make_gradient_fn` returns them (or a mean of several, as GBA aggregates).
+    Synchronous training and GBA share it, so both apply the same optimizers."""
+
+    def apply(params, opt_state, grads):
+        dense, rows = grads
+        new_params, new_opt = dict(params), dict(opt_state)
+        for side, g in dense.items():
+            tx = optimizers.dense if side == "dense" else optimizers.sparse
+            updates, new_opt[side] = tx.update(g, opt_state[side], params[side])
+            new_params[side] = optax.apply_updates(params[side], updates)
+        if optimizers.rowwise:
+            new_params["sparse"], new_opt["sparse"] = sparse_rowwise_update(
+                optimizers, params["sparse"], opt_state["sparse"], rows, sharding, layouts, dedup_mode)
+        return new_params, new_opt
+
+    return apply
+
+
 def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
                     sharding=None, layouts=None, dedup_mode: str = "auto") -> Callable:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`: {'loss': scalar} plus the
     counters embedding layers sow (e.g. 'overflow_ids/<feature>': ids dropped by a batch capacity).
+    It is `make_gradient_fn` followed by `make_apply_fn`.
 
     With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
     with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
@@ -163,37 +240,8 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
     if vocabs_of and layouts is None:
         raise ValueError("the model has dynamic-vocabulary features: pass layouts=embedding_layouts(model, batch) "
                          "so rows handed to new ids can be re-initialised")
-
-    def dense_step(state: TrainState, batch: Batch, dropout_rng):
-        def objective(params):
-            logits, sown = model.apply(variables(params), batch, train=True, rngs={"dropout": dropout_rng}, mutable=[COUNTERS])
-            return loss_fn(logits, batch[LABELS]), sown.get(COUNTERS, {})
-
-        trained = {"dense": state.params["dense"], "sparse": state.params["sparse"]}  # not 'vocab'
-        (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(trained)
-        new_params, new_opt = {}, {}
-        for side, tx in (("dense", optimizers.dense), ("sparse", optimizers.sparse)):
-            updates, new_opt[side] = tx.update(grads[side], state.opt_state[side], state.params[side])
-            new_params[side] = optax.apply_updates(state.params[side], updates)
-        return loss, counters, new_params, new_opt
-
-    def rowwise_step(state: TrainState, batch: Batch, dropout_rng):
-        tables = state.params["sparse"]
-
-        def objective(dense, perturbations):
-            logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
-                                       train=True, rngs={"dropout": dropout_rng}, mutable=[LOOKUP_IDS, COUNTERS])
-            return loss_fn(logits, batch[LABELS]), (sown[LOOKUP_IDS], sown.get(COUNTERS, {}))
-
-        shapes = jax.eval_shape(lambda: model.apply(variables(state.params), batch, mutable=["perturbations"])[1])
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
-        (loss, (ids, counters)), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
-            state.params["dense"], zeros)
-        updates, dense_opt = optimizers.dense.update(g_dense, state.opt_state["dense"], state.params["dense"])
-        new_tables, sparse_opt = sparse_rowwise_update(optimizers, tables, state.opt_state["sparse"], ids, g_rows,
-                                                       sharding, layouts, dedup_mode)
-        new_params = {"dense": optax.apply_updates(state.params["dense"], updates), "sparse": new_tables}
-        return loss, counters, new_params, {"dense": dense_opt, "sparse": sparse_opt}
+    gradient = make_gradient_fn(model, optimizers, loss_fn)
+    apply = make_apply_fn(optimizers, sharding, layouts, dedup_mode)
 
     def map_vocab_ids(state: TrainState, batch: Batch, rng):
         """Dynamic-vocabulary keys -> rows (admitting / evicting), and fresh rows for new keys."""
@@ -210,13 +258,13 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
         if vocabs_of:
             dropout_rng, reset_rng = jax.random.split(dropout_rng)
             state, batch, vocab_metrics = map_vocab_ids(state, batch, reset_rng)
-        step_fn = rowwise_step if optimizers.rowwise else dense_step
         with _context(sharding):
-            loss, counters, params, opt_state = step_fn(state, batch, dropout_rng)
+            loss, counters, grads = gradient(state.params, batch, dropout_rng)
+            params, opt_state = apply(state.params, state.opt_state, grads)
         # Counter name -> value; layers sharing a feature (embedding and linear) sow the same count.
         metrics = {"loss": loss, **{path[-1]: sum(v) for path, v in traverse_util.flatten_dict(counters).items()},
                    **vocab_metrics}
-        return state.replace(step=state.step + 1, params={**state.params, **params}, opt_state=opt_state), metrics
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
 
