@@ -146,7 +146,7 @@ class Replayer:
             if a.step >= 0:
                 last_use[a.version] = i
         versions = {0: state.params}
-        k, pending, times, losses, weights, stale = 0, [], [], [], [], []
+        k, pending, times, losses, stale = 0, [], [], [], []
         for i, a in enumerate(arrivals):
             if a.step < 0:
                 continue
@@ -157,7 +157,6 @@ class Replayer:
                 del versions[a.version]
             pending.append(loss)
             stale.append(k - a.version)
-            weights.append(float(gba.decay_weight(k - a.version, config)))
             if len(pending) == config.num_aggregate:
                 state, acc = update(state, acc, num_rows)
                 k += 1
@@ -167,8 +166,9 @@ class Replayer:
                 times.append(a.time)
                 pending = []
         joined = k * config.num_aggregate  # arrivals of complete steps
-        histogram = np.bincount(np.asarray(stale[:joined], np.int64), minlength=1)
-        num_applied = int(sum(w > 0 for w in weights[:joined]))
+        stale = np.asarray(stale[:joined], np.int64)
+        histogram = np.bincount(stale, minlength=1)
+        num_applied = int(np.sum(np.asarray(gba.decay_weight(stale, config)) > 0))
         return Replay(state=state, steps=k, time=float(times[-1]) if times else 0.0, step_times=np.asarray(times),
                       losses=np.asarray(losses), staleness=histogram, applied_batches=num_applied,
                       discarded_batches=len(arrivals) - num_applied)
