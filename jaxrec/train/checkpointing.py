@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from jaxrec.distributed import runtime
 from jaxrec.embedding.layer import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding
 
@@ -82,6 +83,9 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, tree: Any, meta: dict) -> None:
+        """Every process of a multi-process run calls it (the state is gathered to each host)."""
+        if jax.process_count() > 1:
+            tree = runtime.to_host(tree)
         logical = to_logical(serialization.to_state_dict(tree), self.layouts, self.rows_for)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(logical), meta=ocp.args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()

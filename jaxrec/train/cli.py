@@ -17,11 +17,17 @@ from jaxrec.errors import ConfigError, DataError, TrainingDiverged
 
 
 def _setup_logging() -> None:
+    """Logging, after joining a multi-process run if this is one (`jaxrec.distributed.launch`):
+    only process 0 logs at INFO."""
     from absl import logging as absl_logging
+
+    from jaxrec.distributed import runtime
+
+    runtime.initialize()
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("jaxrec").setLevel(logging.INFO)
+    logging.getLogger("jaxrec").setLevel(logging.INFO if runtime.is_main() else logging.WARNING)
 
 
 def _fail(e: Exception) -> None:
@@ -168,6 +174,9 @@ def eval_main(argv: list[str] | None = None) -> dict:
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)
     out = Path(args.output or Path(args.workdir) / f"eval_{args.checkpoint}_{args.split}.json")
-    out.write_text(json.dumps(result, indent=2))
+    from jaxrec.distributed import runtime
+
+    if runtime.is_main():
+        out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result

@@ -29,6 +29,7 @@ from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.embedding import embedding_layouts
 from jaxrec.embedding.dynamic_features import placeholder_rows
+from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.errors import ConfigError, DataError, TrainingDiverged
@@ -91,8 +92,13 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     optimizers = state_lib.Optimizers(dense=make_optimizer(config.optimizer.to_dict(), total, "optimizer"), sparse=sparse,
                                       stacks=stacks)
     sharding = None
-    if config.mesh.shape:
-        shape = tuple(int(x) for x in config.mesh.shape)
+    shape = tuple(int(x) for x in config.mesh.shape)
+    if jax.process_count() > 1 and not shape:  # several processes: one data-parallel mesh over all their devices
+        shape = (jax.device_count(), 1)
+    if shape:
+        if jax.process_count() > 1 and math.prod(shape) != jax.device_count():
+            raise ConfigError(f"mesh.shape={shape}: a run of {jax.process_count()} processes needs a mesh over all "
+                              f"{jax.device_count()} devices")
         if len(shape) != 2 or math.prod(shape) > jax.device_count():
             raise ConfigError(f"mesh.shape={shape}: expected (data, model) with at most {jax.device_count()} devices "
                               f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N; eval.py --mesh_shape none "
@@ -120,7 +126,7 @@ def predict_split(exp: Experiment, params, split: str) -> np.ndarray:
     for chunk, n in batching.eval_chunks(cols, int(exp.config.train.eval_batch_size), int(exp.config.train.eval_steps_per_call)):
         if exp.sharding is not None:
             chunk = jax.device_put(chunk, exp.batch_sharding)
-        out.append(np.asarray(exp.predict(params, chunk)).reshape(-1)[:n])
+        out.append(runtime.to_host(exp.predict(params, chunk)).reshape(-1)[:n])
     return np.concatenate(out)
 
 
@@ -145,16 +151,19 @@ class _Summaries:
     def __init__(self, logdir: Path):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(str(logdir))
+        self.writer = SummaryWriter(str(logdir)) if runtime.is_main() else None  # one writer per run
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
+        if self.writer is None:
+            return
         for k, v in values.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 self.writer.add_scalar(f"{prefix}/{k}", v, step)
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _add_counts(counts: dict, out: dict) -> None:
@@ -201,7 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = build(config, dataset)
-    (workdir / "config.json").write_text(config.to_json(indent=2))
+    if runtime.is_main():
+        (workdir / "config.json").write_text(config.to_json(indent=2))
     t, es = config.train, config.early_stopping
     bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
     log.info("%s", exp.dataset.summary())
@@ -222,7 +232,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     step = int(state.step)
     last_saved = step
     total_steps = spe * int(t.num_epochs)
-    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not t.progress_bar, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (t.progress_bar and runtime.is_main()),
+               dynamic_ncols=True)
     profiling = False
     stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps),
                              sharding=exp.batch_sharding)
@@ -303,7 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
         dataset=exp.dataset.name,
         seed=int(config.seed),
     )
-    (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    if runtime.is_main():
+        (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
     summaries = _Summaries(workdir / "tb")
     for split in config.eval_splits:
         summaries.scalars(f"final_{split}", result[split], step)

@@ -1,0 +1,64 @@
+"""Multi-process JAX: joining the processes of one run, and what each process may do.
+
+A multi-process run is N copies of the same program, one per process (per host on a
+cluster), that `jax.distributed.initialize` joins into one set of global devices: the mesh
+spans them all, and a jitted step runs SPMD with cross-process collectives (gloo on CPU, NCCL
+on GPU). `jaxrec.distributed.launch` starts N local processes and tells each its part through
+the environment:
+
+    JAXREC_COORDINATOR     host:port of process 0's coordination service
+    JAXREC_NUM_PROCESSES   N
+    JAXREC_PROCESS_ID      0 .. N-1
+
+On a cluster, set the same three per host (or leave them unset and let `jax.distributed`
+detect SLURM / TPU / MPI: `JAXREC_NUM_PROCESSES=auto`). Without them a run is single-process
+and nothing here changes it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from jaxrec.errors import ConfigError
+
+COORDINATOR, NUM_PROCESSES, PROCESS_ID = "JAXREC_COORDINATOR", "JAXREC_NUM_PROCESSES", "JAXREC_PROCESS_ID"
+
+
+def initialize() -> bool:
+    """Joins this process to its run if the environment says it is one of several (module
+    docstring); returns whether it did. Call it before JAX computes anything."""
+    n = os.environ.get(NUM_PROCESSES, "1")
+    if n == "1" or jax.distributed.is_initialized():
+        return jax.distributed.is_initialized()
+    # CPU collectives across processes need gloo (the default has none); GPUs use NCCL regardless.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if n == "auto":
+        jax.distributed.initialize()
+        return True
+    try:
+        num, pid, coordinator = int(n), int(os.environ[PROCESS_ID]), os.environ[COORDINATOR]
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"{NUM_PROCESSES}={n} needs {COORDINATOR}=host:port and {PROCESS_ID} in 0..{n}-1 ({e})") from None
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num, process_id=pid)
+    return True
+
+
+def is_main() -> bool:
+    """True in process 0, the one that writes logs, metrics and summaries."""
+    return jax.process_index() == 0
+
+
+def to_host(tree: Any) -> Any:
+    """Arrays -> numpy with their global value, in every process: arrays spread over other
+    processes' devices are gathered (a collective: every process must call it)."""
+    def fetch(x):
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(fetch, tree)
