@@ -198,6 +198,11 @@ def _diverged(losses: np.ndarray, first: int, epoch: int, latest: Checkpointer) 
     return TrainingDiverged(f"loss became {losses[bad]} at step {first + bad} (epoch {epoch}); training stopped. {where}")
 
 
+def new_meta() -> dict:
+    """The loop's bookkeeping at the start of a run (saved beside each checkpoint)."""
+    return {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False, "counters": {}}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, profile: bool = False,
                        dataset: Dataset | None = None) -> dict:
     """Trains with early stopping, then evaluates the best epoch; returns the metrics dict.
@@ -221,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     state = exp.init_state(place=False)
     num_params = {side: sum(int(x.size) for x in jax.tree.leaves(state.params[side])) for side in ("dense", "sparse")}
     log.info("parameters: %s dense, %s in embedding tables", f"{num_params['dense']:,}", f"{num_params['sparse']:,}")
-    meta = {"history": [], "best_value": None, "best_epoch": None, "bad_epochs": 0, "stopped": False, "counters": {}}
+    meta = new_meta()
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))

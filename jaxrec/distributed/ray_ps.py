@@ -1,0 +1,407 @@
+"""GBA over a Ray parameter server: row-sharded server actors, non-blocking JAX workers.
+
+The runtime of `jaxrec.optim.gba` on real processes (Ray actors; `pip install jaxrec[ray]`).
+Synchronous all-reduce training is `train.py` (multi-process: `jaxrec.distributed.launch`).
+
+  ServerShard s of S  the rows r = s (mod S) of every embedding table with their row-wise
+                      optimizer state; shard 0 also the dense parameters and their optimizer
+                      state, and the data: the index of each worker's next local batch. Every
+                      shard keeps its own GBA accumulator and global step k_s, and hands out
+                      k_s as the token of each pull. After M pushes it applies their mean with
+                      the trainer's own update (`make_apply_fn`).
+  Worker              pulls every shard (parameters + tokens), computes the local gradient with
+                      the trainer's `make_gradient_fn`, splits the row gradients by shard and
+                      pushes (gradient, token) to each without waiting for them to be applied.
+
+Modes: 'gba' (M = N, the synchronous global batch; stale gradients decayed), 'async' (M = 1,
+every gradient applied), 'sync' (M = N, and a worker pulls again only once its step is applied:
+a barrier, i.e. synchronous training on the parameter server).
+
+Faults: shards are Ray actors with unlimited restarts; each saves its state every
+`checkpoint_every` of its steps and reloads it when restarted, and pushes to it are retried, so
+a killed shard loses at most that many steps plus its partial accumulator. A killed worker's
+gradient never arrives (its token is dropped, as the paper describes); the others go on and
+`add_worker` can join a replacement. Stragglers: `slowdowns[i]` makes worker i sleep
+(slowdown - 1) x its compute time after every batch.
+
+Per-shard tokens and steps (each shard applies on its own; their steps can differ by the
+pushes in flight) are our reading of a sharded PS [I].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+from flax import serialization, traverse_util
+
+from jaxrec.errors import ConfigError
+from jaxrec.optim import gba
+
+MODES = ("gba", "async", "sync")
+MAX_RESTARTS = 10  # per shard: enough for drills, finite so a shard that cannot start fails the run
+# Actors share this machine's cores: one XLA thread each, so N workers do not fight over the cores.
+ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu",
+             "JAXREC_NO_XLA_DEFAULTS": "1"}
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the parameter-server runtime needs Ray: pip install 'jaxrec[ray]'") from None
+    return ray
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """A local Ray cluster without the dashboard, if none is running (`ray.shutdown()` stops it)."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, runtime_env={"env_vars": ACTOR_ENV})
+
+
+# ---- splitting a TrainState by rows (pure numpy) ------------------------------------------------
+
+def _stacks(tables) -> dict[tuple, int]:
+    return {path: t.shape[0] for path, t in traverse_util.flatten_dict(tables).items()}
+
+
+def _split_rows(x, rows: int, shard: int, num_shards: int):
+    x = np.asarray(x)
+    return x[shard::num_shards] if x.ndim and x.shape[0] == rows else x
+
+
+def shard_state(params: dict, opt_state: dict, shard: int, num_shards: int) -> tuple[dict, dict]:
+    """Shard `shard`'s part: rows r = shard (mod S) of every table and of its per-row optimizer
+    slots (leaves with the table's row count); shard 0 also the dense side."""
+    stacks = _stacks(params["sparse"])
+    tables = traverse_util.unflatten_dict({p: _split_rows(t, stacks[p], shard, num_shards)
+                                           for p, t in traverse_util.flatten_dict(params["sparse"]).items()})
+    opt = {p: jax.tree.map(lambda x, v=stacks[p]: _split_rows(x, v, shard, num_shards), s)
+           for p, s in traverse_util.flatten_dict(opt_state["sparse"], is_leaf=lambda p, x: tuple(p) in stacks).items()}
+    dense = shard == 0
+    return ({"dense": jax.tree.map(np.asarray, params["dense"]) if dense else {}, "sparse": tables},
+            {"dense": jax.tree.map(np.asarray, opt_state["dense"]) if dense else None, "sparse": traverse_util.unflatten_dict(opt)})
+
+
+def merge_state(parts: Sequence[tuple[dict, dict]], like_params: dict, like_opt: dict) -> tuple[dict, dict]:
+    """Inverse of `shard_state` over all shards, into the structure of `like_*` (a full state)."""
+    s = len(parts)
+    stacks = _stacks(like_params["sparse"])
+
+    def merge(leaves, rows):
+        if not (leaves[0].ndim and sum(x.shape[0] for x in leaves) == rows and rows > 1):
+            return leaves[0]
+        out = np.empty((rows,) + leaves[0].shape[1:], leaves[0].dtype)
+        for i, x in enumerate(leaves):
+            out[i::s] = x
+        return out
+
+    tables = traverse_util.unflatten_dict({p: merge([traverse_util.flatten_dict(q[0]["sparse"])[p] for q in parts], v)
+                                           for p, v in stacks.items()})
+    flat_opts = [traverse_util.flatten_dict(q[1]["sparse"], is_leaf=lambda p, x: tuple(p) in stacks) for q in parts]
+    opt = traverse_util.unflatten_dict({p: jax.tree.map(lambda *xs, v=v: merge(list(xs), v), *[f[p] for f in flat_opts])
+                                        for p, v in stacks.items()})
+    params = {**like_params, "dense": parts[0][0]["dense"], "sparse": tables}
+    return params, {**like_opt, "dense": parts[0][1]["dense"], "sparse": opt}
+
+
+def split_rows(rows: dict, shard: int, num_shards: int, local_rows: dict) -> dict:
+    """A worker's row gradients `{stack: (ids [C], grads [C, D])}` -> shard `shard`'s, in its local
+    row numbering (id // S); other shards' ids become its padding id (dropped)."""
+    out = {}
+    for stack, (ids, grads) in rows.items():
+        ids, grads = np.asarray(ids), np.asarray(grads)
+        mine = ids % num_shards == shard
+        out[stack] = (np.where(mine, ids // num_shards, local_rows[stack]).astype(np.int32), np.where(mine[:, None], grads, 0))
+    return out
+
+
+# ---- actors -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PSOptions:
+    """mode: 'gba' | 'async' | 'sync'; num_workers: N; num_shards: S; local_batch: b; num_batches:
+    local batches to process in all; gba: the decay options ('gba' mode); checkpoint_dir /
+    checkpoint_every: each shard's state every that many of its steps; seed: data order."""
+
+    mode: str
+    num_workers: int
+    local_batch: int
+    num_batches: int
+    num_shards: int = 2
+    gba: gba.GBAConfig | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"parameter-server mode {self.mode!r}: expected one of {MODES}")
+        if self.num_workers < 1 or self.num_shards < 1 or self.local_batch < 1:
+            raise ConfigError("parameter server: need num_workers, num_shards and local_batch >= 1")
+
+    @property
+    def aggregation(self) -> gba.GBAConfig:
+        if self.mode == "gba":
+            return self.gba or gba.GBAConfig(self.num_workers)
+        return gba.GBAConfig(1 if self.mode == "async" else self.num_workers, tolerance=2**30)
+
+
+def _build(config):
+    from jaxrec.train import loop
+
+    exp = loop.build(config)
+    if not exp.optimizers.rowwise:
+        raise ConfigError("the parameter server updates tables row by row: set sparse_optimizer.rowwise=true")
+    return exp
+
+
+def _write(path: Path, k: int, next_batch: int, params: dict, opt_state: dict) -> None:
+    """A shard's state as msgpack, written atomically (temp file + rename)."""
+    blob = serialization.msgpack_serialize({"k": k, "next_batch": next_batch, "params": serialization.to_state_dict(params),
+                                            "opt_state": serialization.to_state_dict(opt_state)})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def _restore_opt(exp, saved: dict) -> dict:
+    """A shard's saved optimizer state (msgpack: plain dicts) -> the optimizers' pytree types."""
+    like = exp.init_state(place=False)
+    stacks = _stacks(like.params["sparse"])
+    sparse = traverse_util.flatten_dict(like.opt_state["sparse"], is_leaf=lambda p, x: tuple(p) in stacks)
+    saved_sparse = traverse_util.flatten_dict(saved["sparse"], is_leaf=lambda p, x: tuple(p) in stacks)
+    dense = None if saved.get("dense") is None else serialization.from_state_dict(like.opt_state["dense"], saved["dense"])
+    return {"dense": dense, "sparse": traverse_util.unflatten_dict(
+        {p: serialization.from_state_dict(v, saved_sparse[p]) for p, v in sparse.items()})}
+
+
+def _example_rows(exp, local_batch: int) -> dict:
+    """Zero row gradients shaped like one push: `{stack: (ids [C], grads [C, D])}`."""
+    from jaxrec.train import state as state_lib
+
+    state = exp.init_state(place=False)
+    batch = {k: v[:local_batch] for k, v in exp.dataset.columns("train").items()}
+    out = jax.eval_shape(lambda p: state_lib.make_gradient_fn(exp.model, exp.optimizers)(p, batch, state.rng)[2][1], state.params)
+    return {k: (np.zeros(i.shape, np.int32), np.zeros(g.shape, g.dtype)) for k, (i, g) in out.items()}
+
+
+class ServerShard:
+    """One parameter-server shard (module docstring). Ray actor; see `ParameterServer`."""
+
+    def __init__(self, config, shard: int, options: PSOptions, start: str):
+        from jaxrec.train import state as state_lib
+
+        exp = _build(config)
+        self.shard, self.options, self.cfg = shard, options, options.aggregation
+        self.path = Path(options.checkpoint_dir) / f"shard_{shard}.msgpack" if options.checkpoint_dir else None
+        # A restarted shard reloads its last checkpoint, a new one its part of the start state
+        # (files, not actor arguments: Ray cannot restart an actor from large arguments).
+        restart = self.path is not None and self.path.exists()
+        saved = serialization.msgpack_restore((self.path if restart else Path(start)).read_bytes())
+        self.k, self.next_batch_index = int(saved["k"]), int(saved["next_batch"])
+        self.params, self.opt_state = saved["params"], _restore_opt(exp, saved["opt_state"])
+        self.count = 0
+        self.local_rows = {p: t.shape[0] for p, t in traverse_util.flatten_dict(self.params["sparse"]).items()}
+        example_rows = _example_rows(exp, options.local_batch)
+        self.restored_step = self.k
+        apply = state_lib.make_apply_fn(exp.optimizers)
+        self._apply = jax.jit(lambda p, o, acc: apply(p, o, gba.global_gradient(acc, self.cfg)))
+        self._accumulate = jax.jit(lambda acc, token, dense, rows: gba.accumulate(acc, token, dense, rows, self.cfg))
+        dense_like = {"dense": self.params["dense"]} if shard == 0 else {}
+        self.acc = gba.init(dense_like, example_rows, self.cfg, self.local_rows)._replace(step=np.int32(self.k))
+        self._empty = self.acc
+        jax.block_until_ready(self._apply(self.params, self.opt_state, self._accumulate(self.acc, np.int32(0), jax.tree.map(
+            np.zeros_like, dense_like), example_rows)))  # compile before the first push
+
+    def next_batch(self) -> int:
+        """Shard 0: the next local batch index, or -1 when all have been handed out."""
+        i = self.next_batch_index
+        if i >= self.options.num_batches:
+            return -1
+        self.next_batch_index += 1
+        return i
+
+    def pull(self) -> tuple[dict, int]:
+        return self.params, self.k
+
+    def version(self) -> int:
+        return self.k
+
+    def push(self, dense: dict, rows: dict, token: int) -> None:
+        self.acc = self._accumulate(self.acc, np.int32(token), dense, rows)
+        self.count += 1
+        if self.count == self.cfg.num_aggregate:
+            self.params, self.opt_state = jax.device_get(self._apply(self.params, self.opt_state, self.acc))
+            self.k, self.count = self.k + 1, 0
+            self.acc = self._empty._replace(step=np.int32(self.k))
+            if self.path is not None and self.k % self.options.checkpoint_every == 0:
+                self.save()
+
+    def save(self) -> None:
+        """Atomically: a shard killed mid-write keeps its previous checkpoint."""
+        _write(self.path, self.k, self.next_batch_index, self.params, self.opt_state)
+
+    def state(self) -> tuple[dict, dict, int, int]:
+        """(params, opt_state, k, the step it was restored at)."""
+        return self.params, self.opt_state, self.k, self.restored_step
+
+
+class Worker:
+    """One non-blocking worker (module docstring). Ray actor; see `ParameterServer`."""
+
+    def __init__(self, config, worker_id: int, shards: list, options: PSOptions, slowdown: float = 1.0):
+        from jaxrec.distributed import simulate
+        from jaxrec.train import state as state_lib
+
+        exp = _build(config)
+        self.id, self.shards, self.options, self.slowdown = worker_id, shards, options, float(slowdown)
+        cols = exp.dataset.columns("train")
+        self.data = cols
+        n = len(next(iter(cols.values())))
+        epochs = -(-options.num_batches * options.local_batch // n) + 1
+        self.order = simulate.local_batch_order(n, options.local_batch, options.num_workers, options.seed, epochs)
+        grad = state_lib.make_gradient_fn(exp.model, exp.optimizers)
+        self._grad = jax.jit(lambda p, batch, rng: grad(p, batch, rng)[::2])
+        like = exp.init_state(place=False)
+        self.rng, self.batches = like.rng, 0
+        first = {k: v[self.order[:options.local_batch]] for k, v in cols.items()}
+        jax.block_until_ready(self._grad(like.params, first, self.rng))  # compile now: a slowdown scales compute only
+
+    def _params(self, pulled: list[dict]) -> dict:
+        s, full = len(pulled), {"dense": pulled[0]["dense"], "sparse": {}}
+        flat = [traverse_util.flatten_dict(p["sparse"]) for p in pulled]
+        tables = {}
+        for path in flat[0]:
+            rows = sum(f[path].shape[0] for f in flat)
+            t = np.empty((rows,) + flat[0][path].shape[1:], flat[0][path].dtype)
+            for i, f in enumerate(flat):
+                t[i::s] = f[path]
+            tables[path] = t
+        full["sparse"] = traverse_util.unflatten_dict(tables)
+        return full
+
+    def run(self) -> int:
+        """Processes local batches until shard 0 has no more; returns how many this worker did."""
+        ray = require_ray()
+        b, s, pending = self.options.local_batch, len(self.shards), []
+        while (i := ray.get(self.shards[0].next_batch.remote())) >= 0:
+            pulled = ray.get([sh.pull.remote() for sh in self.shards])
+            params, tokens = self._params([p for p, _ in pulled]), [k for _, k in pulled]
+            idx = self.order[i * b:(i + 1) * b]
+            tic = time.perf_counter()
+            loss, (dense, rows) = jax.device_get(self._grad(params, {k: v[idx] for k, v in self.data.items()},
+                                                            jax.random.fold_in(self.rng, i)))
+            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - tic))  # an injected straggler
+            ray.get(pending)  # at most one push per shard in flight
+            local = [{p: t.shape[0] for p, t in traverse_util.flatten_dict(q["sparse"]).items()} for q, _ in pulled]
+            pending = [sh.push.remote(dense if j == 0 else {}, split_rows(rows, j, s, local[j]), tokens[j])
+                       for j, sh in enumerate(self.shards)]
+            self.batches += 1
+            if self.options.mode == "sync":  # barrier: wait until this step is applied everywhere
+                ray.get(pending)
+                while any(k <= t for k, t in zip(ray.get([sh.version.remote() for sh in self.shards]), tokens)):
+                    time.sleep(0.002)
+        ray.get(pending)
+        return self.batches
+
+
+class ParameterServer:
+    """Driver-side handle: starts the shards and workers, runs, collects the state.
+
+    Args:
+      config: the experiment config (row-wise sparse optimizer); every actor builds its model,
+        optimizers and data from it, so they equal `train.py`'s.
+      state: the TrainState to start from (fresh, or restored from a `train.py` checkpoint).
+      options: `PSOptions`.
+      slowdowns: per-worker slowdown factors (default all 1).
+    """
+
+    def __init__(self, config, state, options: PSOptions, slowdowns: Sequence[float] | None = None):
+        ray = require_ray()
+        init_ray()
+        self.config, self.options, self.like = config, options, state
+        params, opt_state = jax.device_get(state.params), jax.device_get(state.opt_state)
+        self._start_dir = Path(tempfile.mkdtemp(prefix="jaxrec-ps-"))
+        starts = []
+        for s in range(options.num_shards):
+            starts.append(str(self._start_dir / f"start_{s}.msgpack"))
+            _write(Path(starts[-1]), 0, 0, *shard_state(params, opt_state, s, options.num_shards))
+        shard_cls = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=-1)(ServerShard)
+        self.shards = [shard_cls.remote(config, s, options, starts[s]) for s in range(options.num_shards)]
+        self._worker_cls = ray.remote(num_cpus=0)(Worker)
+        self.workers = {}
+        for i, f in enumerate(slowdowns or [1.0] * options.num_workers):
+            self.add_worker(f, worker_id=i)
+
+    def add_worker(self, slowdown: float = 1.0, worker_id: int | None = None):
+        """Starts a worker (e.g. replacing a dead one); it joins at the next batch."""
+        wid = max(self.workers, default=-1) + 1 if worker_id is None else worker_id
+        handle = self._worker_cls.remote(self.config, wid, self.shards, self.options, slowdown)
+        self.workers[wid] = (handle, handle.run.remote())
+        return handle
+
+    def run(self, replace_dead: bool = False, timeout: float = 3600.0) -> dict:
+        """Waits until every batch is processed; a dead worker is dropped (and replaced if
+        `replace_dead`). Returns {'seconds', 'batches': {worker: n}, 'dead': [worker ids]}."""
+        ray = require_ray()
+        tic, done, dead = time.perf_counter(), {}, []
+        while len(done) + len(dead) < len(self.workers):
+            refs = {ref: wid for wid, (_, ref) in self.workers.items() if wid not in done and wid not in dead}
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout)
+            if not ready:
+                raise TimeoutError(f"parameter server: no worker finished within {timeout} s")
+            wid = refs[ready[0]]
+            try:
+                done[wid] = ray.get(ready[0])
+            except ray.exceptions.RayActorError:
+                dead.append(wid)
+                if replace_dead:
+                    self.add_worker()
+        return {"seconds": time.perf_counter() - tic, "batches": done, "dead": dead}
+
+    def kill_worker(self, worker_id: int) -> None:
+        """Kills a worker process mid-run (a fault, for tests and drills)."""
+        require_ray().kill(self.workers[worker_id][0], no_restart=True)
+
+    def kill_shard(self, shard: int) -> None:
+        """Kills a shard process; Ray restarts it from its last checkpoint."""
+        require_ray().kill(self.shards[shard], no_restart=False)
+
+    def state(self):
+        """The TrainState assembled from the shards (step = shard 0's k), and per-shard
+        (k, restored step)."""
+        ray = require_ray()
+        parts = ray.get([s.state.remote() for s in self.shards])
+        params, opt = merge_state([(p, o) for p, o, _, _ in parts], jax.device_get(self.like.params),
+                                  jax.device_get(self.like.opt_state))
+        steps = [(k, r) for _, _, k, r in parts]
+        state = self.like.replace(step=np.int32(self.like.step + steps[0][0]), params=params, opt_state=opt)
+        return state, steps
+
+    def close(self) -> None:
+        ray = require_ray()
+        for handle, _ in self.workers.values():
+            ray.kill(handle, no_restart=True)
+        for s in self.shards:
+            ray.kill(s, no_restart=True)
+        shutil.rmtree(self._start_dir, ignore_errors=True)
+
+
+def save_for_trainer(checkpointer, state, meta: dict | None = None) -> None:
+    """Writes a parameter-server state where `train.py` resumes from it (its `checkpoints/`
+    manager), carrying the early-stopping bookkeeping `meta` of the run it came from (the
+    trainer's own after `checkpointer.restore`); the tuning-free switch back to synchronous
+    training. The state's step tells the trainer where in the data stream to go on."""
+    from jaxrec.train import loop
+
+    checkpointer.save(int(state.step), state, dict(meta or loop.new_meta()))
