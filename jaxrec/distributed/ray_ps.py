@@ -22,7 +22,7 @@ Faults: shards are Ray actors with unlimited restarts; each saves its state ever
 a killed shard loses at most that many steps plus its partial accumulator. A killed worker's
 gradient never arrives (its token is dropped, as the paper describes); the others go on and
 `add_worker` can join a replacement. Stragglers: `slowdowns[i]` makes worker i sleep
-(slowdown - 1) x its compute time after every batch.
+(slowdown - 1) x the time its batch took (pull + gradient) before pushing it.
 
 Per-shard tokens and steps (each shard applies on its own; their steps can differ by the
 pushes in flight) are our reading of a sharded PS [I].
@@ -92,18 +92,22 @@ def shard_state(params: dict, opt_state: dict, shard: int, num_shards: int) -> t
             {"dense": jax.tree.map(np.asarray, opt_state["dense"]) if dense else None, "sparse": traverse_util.unflatten_dict(opt)})
 
 
+def interleave(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Row r of the result is row r // S of part r % S: the inverse of the row split."""
+    out = np.empty((sum(p.shape[0] for p in parts),) + parts[0].shape[1:], parts[0].dtype)
+    for i, p in enumerate(parts):
+        out[i::len(parts)] = p
+    return out
+
+
 def merge_state(parts: Sequence[tuple[dict, dict]], like_params: dict, like_opt: dict) -> tuple[dict, dict]:
     """Inverse of `shard_state` over all shards, into the structure of `like_*` (a full state)."""
-    s = len(parts)
     stacks = _stacks(like_params["sparse"])
 
     def merge(leaves, rows):
-        if not (leaves[0].ndim and sum(x.shape[0] for x in leaves) == rows and rows > 1):
-            return leaves[0]
-        out = np.empty((rows,) + leaves[0].shape[1:], leaves[0].dtype)
-        for i, x in enumerate(leaves):
-            out[i::s] = x
-        return out
+        leaves = [np.asarray(x) for x in leaves]
+        split = leaves[0].ndim and sum(x.shape[0] for x in leaves) == rows and rows > 1
+        return interleave(leaves) if split else leaves[0]
 
     tables = traverse_util.unflatten_dict({p: merge([traverse_util.flatten_dict(q[0]["sparse"])[p] for q in parts], v)
                                            for p, v in stacks.items()})
@@ -277,31 +281,27 @@ class Worker:
         first = {k: v[self.order[:options.local_batch]] for k, v in cols.items()}
         jax.block_until_ready(self._grad(like.params, first, self.rng))  # compile now: a slowdown scales compute only
 
-    def _params(self, pulled: list[dict]) -> dict:
-        s, full = len(pulled), {"dense": pulled[0]["dense"], "sparse": {}}
+    @staticmethod
+    def _params(pulled: list[dict]) -> dict:
+        """The full parameters from every shard's part (tables re-interleaved)."""
         flat = [traverse_util.flatten_dict(p["sparse"]) for p in pulled]
-        tables = {}
-        for path in flat[0]:
-            rows = sum(f[path].shape[0] for f in flat)
-            t = np.empty((rows,) + flat[0][path].shape[1:], flat[0][path].dtype)
-            for i, f in enumerate(flat):
-                t[i::s] = f[path]
-            tables[path] = t
-        full["sparse"] = traverse_util.unflatten_dict(tables)
-        return full
+        tables = {path: interleave([f[path] for f in flat]) for path in flat[0]}
+        return {"dense": pulled[0]["dense"], "sparse": traverse_util.unflatten_dict(tables)}
 
     def run(self) -> int:
         """Processes local batches until shard 0 has no more; returns how many this worker did."""
         ray = require_ray()
         b, s, pending = self.options.local_batch, len(self.shards), []
-        while (i := ray.get(self.shards[0].next_batch.remote())) >= 0:
+        while True:
+            tic = time.perf_counter()
+            if (i := ray.get(self.shards[0].next_batch.remote())) < 0:
+                break
             pulled = ray.get([sh.pull.remote() for sh in self.shards])
             params, tokens = self._params([p for p, _ in pulled]), [k for _, k in pulled]
             idx = self.order[i * b:(i + 1) * b]
-            tic = time.perf_counter()
             loss, (dense, rows) = jax.device_get(self._grad(params, {k: v[idx] for k, v in self.data.items()},
                                                             jax.random.fold_in(self.rng, i)))
-            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - tic))  # an injected straggler
+            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - tic))  # a straggler: r x the batch's pull + compute
             ray.get(pending)  # at most one push per shard in flight
             local = [{p: t.shape[0] for p, t in traverse_util.flatten_dict(q["sparse"]).items()} for q, _ in pulled]
             pending = [sh.push.remote(dense if j == 0 else {}, split_rows(rows, j, s, local[j]), tokens[j])
