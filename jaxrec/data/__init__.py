@@ -7,6 +7,7 @@ from jaxrec.data.criteo import load_criteo
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.data.features import Categorical, Numeric, Sequence
 from jaxrec.data.movielens import load_movielens_100k
+from jaxrec.data.multitask import load_synthetic_multitask
 from jaxrec.data.synthetic import SyntheticSpec, load_synthetic
 from jaxrec.data.tabular import load_tabular
 
@@ -15,7 +16,9 @@ DATASETS = {
     "criteo": load_criteo,
     "tabular": load_tabular,
     "synthetic": load_synthetic,
+    "synthetic_multitask": load_synthetic_multitask,
 }
 
 __all__ = ["DATASETS", "LABELS", "Dataset", "Categorical", "Numeric", "Sequence",
-           "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_synthetic", "load_tabular"]
+           "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_synthetic",
+           "load_synthetic_multitask", "load_tabular"]

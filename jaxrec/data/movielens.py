@@ -26,7 +26,7 @@ import numpy as np
 from jaxrec.data import encoding
 from jaxrec.data.dataset import LABELS, Dataset, random_split, take
 from jaxrec.data.features import Categorical, Sequence
-from jaxrec.errors import DataError
+from jaxrec.errors import ConfigError, DataError
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ZIP_MD5 = "0e33842e24a9c977be4e0107933c0723"  # published at URL + ".md5"
@@ -174,8 +174,11 @@ def features(variant: str = "default", dynamic_min_count: int = 1, dynamic_steps
     return fs
 
 
+MULTITASK_LABELS = ("like", "love", "rating")  # rating >= 4, rating == 5, the rating itself (regression)
+
+
 def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024,
-                        dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0) -> Dataset:
+                        dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0, labels: str = "click") -> Dataset:
     """The default MovieLens-100K CTR task (see module docstring) as a `Dataset`.
 
     Args:
@@ -184,10 +187,13 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
         'dynamic' (user and item ids through dynamic vocabularies, see `features`).
       split_seed: seed of the row permutation (2024 is the reference split).
       dynamic_min_count, dynamic_steps_to_live: admission and eviction of the 'dynamic' variant.
+      labels: 'click' (rating >= 4) or 'multitask': `[N, 3]` = (rating >= 4, rating == 5, rating),
+        two binary tasks and a regression (`MULTITASK_LABELS`).
     Returns:
-      Dataset with splits of 80,000 / 10,000 / 10,000 rows, labels = rating >= 4,
-      grouped by `user_id` for GAUC.
+      Dataset with splits of 80,000 / 10,000 / 10,000 rows, grouped by `user_id` for GAUC.
     """
+    if labels not in ("click", "multitask"):
+        raise ConfigError(f"dataset.labels={labels!r}: expected 'click' or 'multitask'")
     raw = read_raw(data_dir)
     idx = random_split(len(raw["rating"]), (0.8, 0.1, 0.1), split_seed)
     specs, vocabs = encoding.fit(features(variant, dynamic_min_count, dynamic_steps_to_live), take(raw, idx["train"]))
@@ -195,6 +201,8 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
     for name, rows in idx.items():
         part = take(raw, rows)
         enc = encoding.encode(specs, vocabs, part, where=lambda i, rows=rows: f"u.data:{int(rows[i]) + 1}")
-        enc[LABELS] = (part["rating"] >= 4).astype(np.float32)
+        r = part["rating"].astype(np.float32)
+        enc[LABELS] = (r >= 4).astype(np.float32) if labels == "click" else np.stack([r >= 4, r == 5, r], axis=1).astype(np.float32)
         splits[name] = enc
-    return Dataset(name=f"movielens100k{'' if variant == 'default' else '_' + variant}", features=specs, splits=splits, group_key="user_id")
+    name = f"movielens100k{'' if variant == 'default' else '_' + variant}{'' if labels == 'click' else '_multitask'}"
+    return Dataset(name=name, features=specs, splits=splits, group_key="user_id")

@@ -1,0 +1,24 @@
+"""Multi-task models: `model.apply(variables, batch, train=...) -> outputs [B, T]` (a logit per
+binary task, a value per regression task), over the same embedding layer as the CTR models.
+
+Naming convention (what `is_shared` reads): parameters that only one task's output depends on
+live under modules named `tower_<t>` or `task_<t>_...`; everything else (embeddings, shared
+bottom, experts, earlier PLE levels) is shared, and multi-task gradient methods
+(`jaxrec.optim.multitask`) combine the per-task gradients of exactly those.
+"""
+
+from __future__ import annotations
+
+from jaxrec.models.multitask.mmoe import MMoE
+from jaxrec.models.multitask.ple import PLE
+from jaxrec.models.multitask.shared_bottom import SharedBottom
+
+MULTITASK_MODELS = {"shared_bottom": SharedBottom, "mmoe": MMoE, "ple": PLE}
+
+
+def is_shared(path: tuple[str, ...]) -> bool:
+    """True for a parameter path more than one task's output depends on (module docstring)."""
+    return not any(str(p).startswith(("tower_", "task_")) for p in path)
+
+
+__all__ = ["MMoE", "PLE", "SharedBottom", "MULTITASK_MODELS", "is_shared"]
