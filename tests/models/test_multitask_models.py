@@ -1,16 +1,16 @@
-"""Multi-task models: output shape, and the shared / task-specific split that gradient methods rely
+"""Multi-task models: output shape, GradOPS's promises on their real shared gradients, and the shared / task-specific split that gradient methods rely
 on: a task-specific parameter has a non-zero gradient for its own task only."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import traverse_util
+from jax.flatten_util import ravel_pytree
 
 from jaxrec.data.multitask import load_synthetic_multitask
 from jaxrec.models.multitask import MULTITASK_MODELS, is_shared
-from jaxrec.optim.multitask import per_task_grads
+from jaxrec.optim.multitask import gradops, gradops_projections, per_task_grads
 
 
 @pytest.mark.parametrize("name", sorted(MULTITASK_MODELS))
@@ -33,3 +33,11 @@ def test_task_parameters_serve_one_task(name):
             owner = int(next(p for p in path if p.startswith(("tower_", "task_"))).split("_")[1])
             assert active == [owner], (path, active)
     assert shared_seen
+    # GradOPS's promise on this model's real shared gradients: the update conflicts with no task,
+    # and each projected task gradient is orthogonal to the other tasks' gradients
+    g = jax.vmap(lambda tree: ravel_pytree(tree)[0])({p: x for p, x in flat.items() if is_shared(p)})
+    projected = gradops_projections(g)
+    update = gradops(alpha=-1.0)(g)
+    assert float(jnp.min(g @ update)) >= -1e-5 * float(jnp.max(jnp.linalg.norm(g, axis=1)) * jnp.linalg.norm(update))
+    cross = np.asarray(projected @ g.T)[~np.eye(3, dtype=bool)]
+    assert np.max(np.abs(cross)) <= 1e-4 * float(jnp.max(jnp.sum(g * g, axis=1)))
