@@ -1,5 +1,6 @@
-"""Multi-task models: output shape, GradOPS's promises on their real shared gradients, and the shared / task-specific split that gradient methods rely
-on: a task-specific parameter has a non-zero gradient for its own task only."""
+"""Multi-task models: output shape, GradOPS's promises on their real shared gradients, and the
+shared / task-specific split that gradient methods rely on: a task-specific parameter has a
+non-zero gradient for its own task only."""
 
 import jax
 import jax.numpy as jnp
