@@ -23,7 +23,7 @@ batch: with equal speeds and no jitter, the sync replay reproduces `train.py`'s 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp

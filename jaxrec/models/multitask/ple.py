@@ -16,8 +16,7 @@ from typing import Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.models.multitask.base import MultiTaskModel
 from jaxrec.nn import MLP
 
 
@@ -26,27 +25,19 @@ def _gated(gate_logits: jnp.ndarray, experts: jnp.ndarray) -> jnp.ndarray:
     return jnp.einsum("bk,bkh->bh", nn.softmax(gate_logits), experts)
 
 
-class PLE(nn.Module):
+class PLE(MultiTaskModel):
     """`batch -> outputs [B, T]`: `num_levels` CGC levels, then a tower per task. The last level's
     task experts and gates only feed their task (named `task_<t>_...`); earlier levels' also
     feed the shared gate, so they are shared parameters."""
 
-    features: tuple[Feature, ...]
-    num_tasks: int = 2
-    embed_dim: int = 16
     num_levels: int = 2
     task_experts: int = 1
     shared_experts: int = 1
     expert: Sequence[int] = (64,)
-    tower: Sequence[int] = (32,)
-    dropout: float = 0.0
-    embed_init_std: float = 1e-4
-    tables: tuple = ()
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
-        x = emb.reshape(emb.shape[0], -1)
+        x = self.inputs(batch)
         task_in, shared_in = [x] * self.num_tasks, x
         for level in range(self.num_levels):
             last = level == self.num_levels - 1
@@ -63,5 +54,4 @@ class PLE(nn.Module):
                 every = [e for o in own for e in o] + shared
                 shared_in = _gated(nn.Dense(len(every), name=f"level{level}_shared_gate")(shared_in), jnp.stack(every, axis=1))
             task_in = new_task_in
-        return jnp.stack([MLP(self.tower, dropout=self.dropout, out_dim=1, name=f"tower_{t}")(task_in[t], train)[:, 0]
-                          for t in range(self.num_tasks)], axis=-1)
+        return self.towers(task_in, train)
