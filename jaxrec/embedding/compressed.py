@@ -1,0 +1,182 @@
+"""Compressed embedding tables: id -> K row indices of one small table -> K vectors fused.
+
+Every scheme is an `IndexScheme`: a pure, deterministic map from integer ids `[...]` to row
+indices `[..., K]` of a table with `num_rows` rows (no vocabulary: any id, seen or not, gets
+rows), plus a fusion of the K looked-up vectors. `CompressedEmbedding` is the Flax module.
+Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`.
+
+  full          row = id                                              (V rows, the reference)
+  hash          row = mix(id) mod N                                   (hashing trick, N rows)
+  double_hash   rows = (mix(id) mod N, mix'(id) mod N), summed        (double hashing, N rows)
+  qr            rows = (id mod m, m + id div m), multiplied            (quotient-remainder,
+                Shi et al., KDD 2020; m + ceil(V/m) rows; (q, r) is unique per id)
+  binary_code   Binary Code based Hash Embedding (Yan et al., CIKM 2021, arXiv 2109.02471; notes
+                shared/specs/recsys-methods.md §5): code = mix(id) as L bits; the bits are cut
+                into n_b blocks, 'succession' (consecutive runs of ceil(L/n_b) bits) or 'skip'
+                (block r takes bits r, r + n_b, r + 2 n_b, ... [T]); block r's bits read as an
+                integer j_r, row = r * 2^ceil(L/n_b) + j_r; the n_b vectors fused by sum, mean
+                or concat. n_b * 2^ceil(L/n_b) rows. Here code = `mix_bits(id, L)`, a bijection
+                on L-bit integers, and the blocks partition the L bits: distinct ids below 2^L
+                give distinct index tuples at any n_b (tested); the hash of a raw value is
+                whatever made the id (`jaxrec.data.encoding`).
+
+`mix` is the murmur3 32-bit finaliser (bijective); `mix'` the same on a salted id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrec.errors import ConfigError
+
+KINDS = ("full", "hash", "double_hash", "qr", "binary_code")
+FUSIONS = ("sum", "mean", "concat", "prod")
+
+
+def mix32(x: jax.Array) -> jax.Array:
+    """murmur3's 32-bit finaliser: a bijection on uint32 that spreads the bits of nearby ids."""
+    x = jnp.asarray(x).astype(jnp.uint32)
+    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def mix_bits(x: jax.Array, bits: int) -> jax.Array:
+    """A bijection on [0, 2^bits) (odd multipliers mod 2^bits, xor-shifts), applied to x mod 2^bits:
+    distinct ids below 2^bits keep distinct codes, and their bits are spread over all blocks."""
+    mask, shift = jnp.uint32(2 ** bits - 1 if bits < 32 else 0xFFFFFFFF), jnp.uint32(max(1, bits // 2))
+    x = jnp.asarray(x).astype(jnp.uint32) & mask
+    for mult in (0x9E3779B1, 0x85EBCA6B):
+        x = (x * jnp.uint32(mult)) & mask
+        x = x ^ (x >> shift)
+    return x
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexScheme:
+    """One compression scheme (module docstring).
+
+    Attributes:
+      kind: one of `KINDS`.
+      vocab_size: V, the id range the scheme is sized for (ids beyond it still get rows).
+      buckets: N for 'hash' / 'double_hash'; m (the remainder range) for 'qr'.
+      num_bits: L for 'binary_code' (default: enough for V ids).
+      num_blocks: n_b for 'binary_code'.
+      strategy: 'succession' | 'skip' for 'binary_code'.
+      fusion: how the K vectors combine: 'sum' | 'mean' | 'concat' | 'prod' (default per kind).
+    """
+
+    kind: str
+    vocab_size: int
+    buckets: int | None = None
+    num_bits: int | None = None
+    num_blocks: int = 1
+    strategy: str = "succession"
+    fusion: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"embedding compression kind {self.kind!r}: expected one of {KINDS}")
+        if self.vocab_size < 1:
+            raise ConfigError(f"embedding compression: vocab_size must be >= 1, got {self.vocab_size}")
+        if self.kind in ("hash", "double_hash", "qr") and not (self.buckets and self.buckets >= 1):
+            raise ConfigError(f"embedding compression {self.kind!r} needs buckets >= 1")
+        if self.kind == "binary_code":
+            if not 1 <= self.bits <= 32 or not 1 <= self.num_blocks <= self.bits:
+                raise ConfigError(f"binary_code: need 1 <= num_bits <= 32 and 1 <= num_blocks <= num_bits, got "
+                                  f"{self.bits}, {self.num_blocks}")
+            if self.strategy not in ("succession", "skip"):
+                raise ConfigError(f"binary_code strategy {self.strategy!r}: expected 'succession' or 'skip'")
+        if self.fusion is not None and self.fusion not in FUSIONS:
+            raise ConfigError(f"embedding fusion {self.fusion!r}: expected one of {FUSIONS}")
+
+    @property
+    def bits(self) -> int:
+        return self.num_bits or max(1, math.ceil(math.log2(self.vocab_size)))
+
+    @property
+    def block_bits(self) -> int:
+        return math.ceil(self.bits / self.num_blocks)
+
+    @property
+    def num_lookups(self) -> int:
+        return {"full": 1, "hash": 1, "double_hash": 2, "qr": 2, "binary_code": self.num_blocks}[self.kind]
+
+    @property
+    def num_rows(self) -> int:
+        if self.kind == "full":
+            return self.vocab_size
+        if self.kind in ("hash", "double_hash"):
+            return self.buckets
+        if self.kind == "qr":
+            return self.buckets + math.ceil(self.vocab_size / self.buckets)
+        return self.num_blocks * 2 ** self.block_bits
+
+    @property
+    def combine(self) -> str:
+        return self.fusion or ("prod" if self.kind == "qr" else "sum")
+
+    def indices(self, ids: jax.Array) -> jax.Array:
+        """Row indices `[..., K]` (int32) of ids `[...]`."""
+        ids = jnp.asarray(ids)
+        if self.kind == "full":
+            return jnp.clip(ids, 0, self.vocab_size - 1).astype(jnp.int32)[..., None]  # the full table has no spare rows
+        if self.kind == "hash":
+            return (mix32(ids) % jnp.uint32(self.buckets)).astype(jnp.int32)[..., None]
+        if self.kind == "double_hash":
+            n = jnp.uint32(self.buckets)
+            return jnp.stack([mix32(ids) % n, mix32(mix32(ids) ^ jnp.uint32(0x9E3779B9)) % n], -1).astype(jnp.int32)
+        if self.kind == "qr":
+            m, x = self.buckets, ids.astype(jnp.int32)
+            quotient = jnp.minimum(x // m, math.ceil(self.vocab_size / m) - 1)  # ids beyond V share the last quotient row
+            return jnp.stack([x % m, m + quotient], -1)
+        return self._binary_code(ids)
+
+    def _binary_code(self, ids: jax.Array) -> jax.Array:
+        code = mix_bits(ids, self.bits)
+        bit = (code[..., None] >> jnp.arange(self.bits, dtype=jnp.uint32)) & 1  # [..., L], bit i = 2^i
+        width, blocks = self.block_bits, []
+        for r in range(self.num_blocks):
+            positions = (list(range(r * width, min((r + 1) * width, self.bits))) if self.strategy == "succession"
+                         else list(range(r, self.bits, self.num_blocks)))
+            weights = jnp.asarray([2 ** k for k in range(len(positions))], jnp.uint32)
+            value = jnp.sum(bit[..., jnp.asarray(positions)] * weights, axis=-1)
+            blocks.append(value.astype(jnp.int32) + r * 2 ** width)
+        return jnp.stack(blocks, -1)
+
+
+def table_bytes(scheme: IndexScheme, dim: int, bytes_per_value: int = 4) -> int:
+    """Exact parameter memory of the scheme's table."""
+    return scheme.num_rows * dim * bytes_per_value
+
+
+def fuse(vectors: jax.Array, how: str) -> jax.Array:
+    """`[..., K, D]` -> `[..., D]` (sum / mean / prod) or `[..., K * D]` (concat)."""
+    if how == "sum":
+        return vectors.sum(-2)
+    if how == "mean":
+        return vectors.mean(-2)
+    if how == "prod":
+        return jnp.prod(vectors, axis=-2)
+    return vectors.reshape(vectors.shape[:-2] + (-1,))
+
+
+class CompressedEmbedding(nn.Module):
+    """ids `[...]` -> vectors `[..., D]` (`[..., K * D]` with concat) through `scheme`'s table
+    (`[num_rows, dim]`, parameter `table`)."""
+
+    scheme: IndexScheme
+    dim: int
+    init_std: float = 1e-2
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        # quotient-remainder multiplies its two vectors: start them near 1 so the product is not ~0
+        mean = 1.0 if self.scheme.combine == "prod" else 0.0
+        table = self.param("table", lambda k, s: mean + self.init_std * jax.random.normal(k, s), (self.scheme.num_rows, self.dim))
+        return fuse(table[self.scheme.indices(ids)], self.scheme.combine)

@@ -1,0 +1,88 @@
+"""Compressed embedding schemes: unique index tuples, exact row counts, determinism, unseen ids,
+and the module's fusion by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec.embedding.compressed import CompressedEmbedding, IndexScheme, fuse, mix_bits, table_bytes
+from jaxrec.errors import ConfigError
+
+V = 5000
+
+
+@pytest.mark.parametrize("strategy", ["succession", "skip"])
+@pytest.mark.parametrize("blocks", [1, 2, 3, 5, 13])
+def test_binary_code_tuples_are_unique(strategy, blocks):
+    scheme = IndexScheme("binary_code", V, num_blocks=blocks, strategy=strategy)
+    idx = np.asarray(scheme.indices(jnp.arange(V)))
+    assert idx.shape == (V, blocks) and scheme.bits == 13
+    assert len({tuple(r) for r in idx}) == V  # distinct values -> distinct block-index tuples
+    assert idx.min() >= 0 and idx.max() < scheme.num_rows == blocks * 2 ** -(-13 // blocks)
+    for r in range(blocks):  # block r reads only its own slice of the table
+        assert np.all((idx[:, r] >= r * 2 ** scheme.block_bits) & (idx[:, r] < (r + 1) * 2 ** scheme.block_bits))
+
+
+def test_mix_bits_is_a_bijection():
+    for bits in (1, 7, 12):
+        assert len(set(np.asarray(mix_bits(jnp.arange(2 ** bits), bits)).tolist())) == 2 ** bits
+
+
+def test_binary_code_by_hand():
+    """Skip strategy, L = 4, 2 blocks: block 0 = bits 0 and 2, block 1 = bits 1 and 3."""
+    scheme = IndexScheme("binary_code", 16, num_bits=4, num_blocks=2, strategy="skip")
+    ids = jnp.arange(16)
+    code = np.asarray(mix_bits(ids, 4))
+    expect0 = (code & 1) + 2 * ((code >> 2) & 1)
+    expect1 = ((code >> 1) & 1) + 2 * ((code >> 3) & 1) + 4
+    np.testing.assert_array_equal(np.asarray(scheme.indices(ids)), np.stack([expect0, expect1], 1))
+
+
+def test_other_schemes():
+    ids = jnp.arange(V)
+    qr = IndexScheme("qr", V, buckets=100)
+    pairs = np.asarray(qr.indices(ids))
+    assert len({tuple(p) for p in pairs}) == V and qr.num_rows == 100 + 50 and pairs.max() < qr.num_rows
+    for kind in ("hash", "double_hash"):
+        s = IndexScheme(kind, V, buckets=97)
+        idx = np.asarray(s.indices(ids))
+        assert idx.shape == (V, s.num_lookups) and idx.min() >= 0 and idx.max() < 97
+        assert np.array_equal(idx, np.asarray(s.indices(ids)))  # deterministic
+    dh = np.asarray(IndexScheme("double_hash", V, buckets=97).indices(ids))
+    assert np.mean(dh[:, 0] == dh[:, 1]) < 0.05  # two different hashes
+    assert table_bytes(IndexScheme("full", V), 16) == V * 16 * 4
+
+
+def test_unseen_ids_get_rows():
+    for scheme in (IndexScheme("binary_code", V, num_blocks=3), IndexScheme("hash", V, buckets=50),
+                   IndexScheme("qr", V, buckets=100), IndexScheme("full", V)):
+        idx = np.asarray(scheme.indices(jnp.array([V, 10 * V, 2 ** 30])))
+        assert idx.min() >= 0 and idx.max() < scheme.num_rows
+
+
+def test_module_fuses_by_hand():
+    scheme = IndexScheme("binary_code", 64, num_blocks=2)
+    module = CompressedEmbedding(scheme, dim=3)
+    ids = jnp.array([[1, 2], [3, 63]])
+    params = module.init(jax.random.PRNGKey(0), ids)
+    table = params["params"]["table"]
+    assert table.shape == (scheme.num_rows, 3)
+    out = module.apply(params, ids)
+    np.testing.assert_allclose(out, table[scheme.indices(ids)].sum(-2), rtol=1e-6)
+    concat = CompressedEmbedding(IndexScheme("binary_code", 64, num_blocks=2, fusion="concat"), dim=3)
+    assert concat.apply(concat.init(jax.random.PRNGKey(0), ids), ids).shape == (2, 2, 6)
+    v = jnp.arange(12.0).reshape(2, 2, 3)
+    np.testing.assert_allclose(fuse(v, "prod"), v[:, 0] * v[:, 1])
+    np.testing.assert_allclose(fuse(v, "mean"), v.mean(1))
+
+
+def test_bad_options_name_the_key():
+    with pytest.raises(ConfigError, match="compression kind 'bloom'"):
+        IndexScheme("bloom", 10)
+    with pytest.raises(ConfigError, match="needs buckets"):
+        IndexScheme("hash", 10)
+    with pytest.raises(ConfigError, match="num_blocks <= num_bits"):
+        IndexScheme("binary_code", 16, num_blocks=9)
+    with pytest.raises(ConfigError, match="strategy 'random'"):
+        IndexScheme("binary_code", 16, num_blocks=2, strategy="random")
