@@ -8,8 +8,10 @@ Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`
   full          row = id                                              (V rows, the reference)
   hash          row = mix(id) mod N                                   (hashing trick, N rows)
   double_hash   rows = (mix(id) mod N, mix'(id) mod N), summed        (double hashing, N rows)
-  qr            rows = (id mod m, m + id div m), multiplied            (quotient-remainder,
-                Shi et al., KDD 2020; m + ceil(V/m) rows; (q, r) is unique per id)
+  qr            rows = (id mod m, m + id div m), summed               (quotient-remainder,
+                Shi et al., KDD 2020; m + ceil(V/m) rows; (q, r) is unique per id; the paper
+                also multiplies: fusion='prod', which needs tables started near 1, as
+                `CompressedEmbedding` does)
   binary_code   Binary Code based Hash Embedding (Yan et al., CIKM 2021, arXiv 2109.02471; notes
                 shared/specs/recsys-methods.md §5): code = mix(id) as L bits; the bits are cut
                 into n_b blocks, 'succession' (consecutive runs of ceil(L/n_b) bits) or 'skip'
@@ -119,7 +121,7 @@ class IndexScheme:
 
     @property
     def combine(self) -> str:
-        return self.fusion or ("prod" if self.kind == "qr" else "sum")
+        return self.fusion or "sum"
 
     def indices(self, ids: jax.Array) -> jax.Array:
         """Row indices `[..., K]` (int32) of ids `[...]`."""

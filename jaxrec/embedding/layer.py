@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
+from jaxrec.embedding.compressed import fuse
 from jaxrec.embedding.specs import TableOptions, specs_from_features, table_name
 
 EMBEDDING = "embedding"      # Flax collection holding the tables
@@ -224,8 +225,17 @@ class EmbeddingLayer(nn.Module):
         where = {t: (s, l.offsets[t]) for s, l in stacks.items() for t in l.names}  # table -> (stack, offset)
         init = nn.initializers.normal(self.init_std)  # numeric-field vectors
         single = [f for f in self.features if is_embedded(f) and not isinstance(f, Sequence)]
+        schemes = {t.name: t.scheme for l in stacks.values() for t in l.specs if t.scheme is not None}
+
+        def compressed(f, ids):  # a compressed table: K rows per id, fused
+            scheme = schemes[table_name(f)]
+            s, offset = where[table_name(f)]
+            rows = self._gather(arrays[s], scheme.indices(ids) + offset, f"{ROWS}_{f.name}", s)
+            return fuse(rows, scheme.combine)
+
         # One gather per stack for all its single-token fields: [B, S_k, D].
-        columns = {}
+        columns = {f.name: compressed(f, batch[f.name]) for f in single if table_name(f) in schemes}
+        single = [f for f in single if table_name(f) not in schemes]
         for s in stacks:
             fs = [f for f in single if where[table_name(f)][0] == s]
             if fs:
@@ -244,7 +254,8 @@ class EmbeddingLayer(nn.Module):
                     raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
                                      "EmbeddingLayer pools fields: give it a combiner")
                 s, offset = where[table_name(f)]
-                tokens = self._gather(arrays[s], batch[f.name] + offset, f"{ROWS}_{f.name}", s)
+                tokens = (compressed(f, batch[f.name]) if table_name(f) in schemes else
+                          self._gather(arrays[s], batch[f.name] + offset, f"{ROWS}_{f.name}", s))
                 lengths = batch[lengths_key(f.name)]
                 if f.batch_capacity is not None:
                     lengths, dropped = apply_capacity(lengths, f.batch_capacity)

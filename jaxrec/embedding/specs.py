@@ -44,15 +44,20 @@ class TableOptions:
         e.g. {'name': 'ftrl', 'lr': 0.05} (a dict, stored as sorted pairs).
       sharding: row placement on a mesh, 'mod' or 'contiguous' (else `mesh.table_sharding`).
       initializer, init_scale: as in `TableSpec`.
+      compression: a compressed table instead of one row per id: `IndexScheme` options
+        without `vocab_size` (`jaxrec.embedding.compressed`), e.g. {'kind': 'binary_code',
+        'num_blocks': 4} or {'kind': 'hash', 'buckets': 1000} (a dict, stored as sorted pairs).
     """
 
     optimizer: OptimizerItems | None = None
     sharding: Literal["mod", "contiguous"] | None = None
     initializer: Literal["normal", "uniform", "zeros"] | None = None
     init_scale: float | None = None
+    compression: OptimizerItems | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "optimizer", optimizer_items(self.optimizer))
+        object.__setattr__(self, "compression", optimizer_items(self.compression))
         if self.sharding is not None and self.sharding not in SHARDINGS:
             raise ValueError(f"TableOptions.sharding={self.sharding!r}: expected one of {SHARDINGS}")
 
@@ -74,6 +79,7 @@ class TableSpec:
     combiner: Literal["mean", "sum"] = "mean"  # pooling of bags that read this table, unless the feature says
     optimizer: OptimizerItems | None = None
     sharding: Literal["mod", "contiguous"] | None = None
+    scheme: Any = None  # an IndexScheme: ids -> K rows of this (compressed) table, fused; None: row = id
 
     def __post_init__(self):
         if self.rows < 1 or self.dim < 1:
@@ -144,6 +150,26 @@ def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: flo
     tables = []
     for n, r in rows.items():
         o = options.get(n, TableOptions())
-        tables.append(TableSpec(n, r, dim, o.initializer or initializer, init_scale if o.init_scale is None else o.init_scale,
-                                optimizer=o.optimizer, sharding=o.sharding))
+        scheme = compression_scheme(n, r, o.compression)
+        tables.append(TableSpec(n, scheme.num_rows if scheme else r, dim, o.initializer or initializer,
+                                init_scale if o.init_scale is None else o.init_scale, optimizer=o.optimizer,
+                                sharding=o.sharding, scheme=scheme))
     return tuple(tables), tuple(feats)
+
+
+def compression_scheme(table: str, vocab_size: int, items: OptimizerItems | None):
+    """Table `table`'s `IndexScheme` from its `compression` options (None: uncompressed)."""
+    if not items:
+        return None
+    from jaxrec.embedding.compressed import IndexScheme
+
+    opts = dict(items)
+    if "vocab_size" in opts:
+        raise ValueError(f"tables.{table}.compression: vocab_size comes from the data, do not set it")
+    try:
+        scheme = IndexScheme(vocab_size=vocab_size, **opts)
+    except TypeError as e:
+        raise ValueError(f"tables.{table}.compression: {e}") from None
+    if scheme.combine == "concat":
+        raise ValueError(f"tables.{table}.compression: fusion 'concat' changes the width; the embedding layer needs sum, mean or prod")
+    return scheme

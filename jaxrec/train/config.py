@@ -113,7 +113,7 @@ def build_dataset(config: ml_collections.ConfigDict):
     return DATASETS[config.dataset.name](**kwargs)
 
 
-TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale")
+TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale", "compression")
 
 
 def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
@@ -140,7 +140,8 @@ def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
         if opts.get("sharding") not in (None, *SHARDINGS):
             raise ConfigError(f"{where}.sharding={opts['sharding']!r}: expected one of {SHARDINGS}")
         try:
-            out.append((name, TableOptions(optimizer=optimizer or None, sharding=opts.get("sharding"),
+            compression = dict(opts.get("compression") or {}) or None
+            out.append((name, TableOptions(optimizer=optimizer or None, sharding=opts.get("sharding"), compression=compression,
                                            initializer=opts.get("initializer"), init_scale=opts.get("init_scale"))))
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None

@@ -86,3 +86,42 @@ def test_bad_options_name_the_key():
         IndexScheme("binary_code", 16, num_blocks=9)
     with pytest.raises(ConfigError, match="strategy 'random'"):
         IndexScheme("binary_code", 16, num_blocks=2, strategy="random")
+
+
+def test_layer_reads_compressed_tables_by_config(small_config):
+    """`config.tables.<table>.compression` swaps that table for a compressed one inside the ordinary
+    embedding layer: 'full' reproduces the plain layer exactly; binary_code shrinks the table to
+    n_b * 2^ceil(L/n_b) rows and still trains (row-wise updates included)."""
+    from jaxrec.embedding import EmbeddingLayer
+    from jaxrec.embedding.specs import TableOptions
+    from jaxrec.train import loop
+
+    exp = loop.build(small_config)
+    feats = exp.dataset.features
+    batch = {k: v[:32] for k, v in exp.dataset.columns("train").items()}
+    plain = EmbeddingLayer(feats, 8)
+    full = EmbeddingLayer(feats, 8, tables=(("item_id", TableOptions(compression={"kind": "full"})),))
+    variables = plain.init(jax.random.PRNGKey(0), batch)
+    np.testing.assert_array_equal(full.apply(variables, batch), plain.apply(variables, batch))
+
+    small_config.tables = {"item_id": {"compression": {"kind": "binary_code", "num_blocks": 4}}}
+    small_config.sparse_optimizer.rowwise = True
+    small_config.train.num_epochs = 1
+    exp = loop.build(small_config)
+    item = next(t for t in exp.model.tables if t[0] == "item_id")
+    layer = EmbeddingLayer(feats, 8, tables=(item,))
+    spec = next(t for t in layer.specs[0] if t.name == "item_id")
+    assert spec.scheme is not None and spec.rows == 4 * 2 ** 3  # 1,651 items: L = 11 bits, 4 blocks of 3
+    state = exp.init_state()
+    chunk = {k: v[:20 * 1024].reshape((20, 1024) + v.shape[1:]) for k, v in exp.dataset.columns("train").items()}
+    state, out = exp.train_steps(state, chunk)
+    assert np.all(np.isfinite(np.asarray(out["loss"]))) and float(out["loss"][-1]) < float(out["loss"][0])
+    assert loop.evaluate(exp, state.params, "valid")["auc"] > 0.65
+
+
+def test_bad_compression_config_names_the_table(small_config):
+    from jaxrec.train import loop
+
+    small_config.tables = {"item_id": {"compression": {"kind": "binary_code", "blocks": 4}}}
+    with pytest.raises(ValueError, match="tables.item_id.compression"):
+        loop.build(small_config)
