@@ -17,16 +17,21 @@ from jaxrec.optim import multitask as mt
 TOL = 1e-5
 
 
-def _non_conflicting(g, update, projected=None):
-    """GradOPS's "strong non-conflict" (the paper's Figure 1: neither any g_i' nor G' conflicts with
-    any original g_j): G' . g_j >= 0, and g_i' . g_j = 0 for j != i, g_i' . g_i = |g_i'|^2 >= 0."""
+def _conflicts(g, update, projected=None) -> list[str]:
+    """Violations of GradOPS's "strong non-conflict" (the paper's Figure 1: neither any g_i' nor G'
+    conflicts with any original g_j): G' . g_j >= 0, g_i' . g_j = 0 for j != i, g_i' . g_i >= 0."""
+    out = []
     scale = np.linalg.norm(g, axis=1)
-    assert np.all(np.asarray(g @ update) >= -TOL * scale * np.linalg.norm(update)), g @ update
+    if not np.all(np.asarray(g @ update) >= -TOL * scale * np.linalg.norm(update)):
+        out.append(f"update conflicts: G' . g_j = {g @ update}")
     if projected is not None:
         k = np.asarray(projected @ g.T)  # [i, j] = g_i' . g_j
         off = ~np.eye(len(k), dtype=bool)
-        assert np.all(np.abs(k[off]) <= TOL * np.outer(np.linalg.norm(projected, axis=1), scale)[off]), k
-        assert np.all(np.diag(k) >= -TOL * scale ** 2), k
+        if not np.all(np.abs(k[off]) <= TOL * np.outer(np.linalg.norm(projected, axis=1), scale)[off]):
+            out.append(f"g_i' not orthogonal to the other g_j: {k}")
+        if not np.all(np.diag(k) >= -TOL * scale ** 2):
+            out.append(f"g_i' conflicts with g_i: {np.diag(k)}")
+    return out
 
 
 def test_gradops_by_hand():
@@ -54,8 +59,8 @@ def test_gradops_strong_non_conflict_random(t, p):
         g = jnp.asarray(rng.normal(size=(t, p)), jnp.float32)
         projected = mt.gradops_projections(g)
         for alpha in (-3.0, -1.0, 0.0, 1.0, 3.0):
-            _non_conflicting(g, mt.gradops(alpha)(g), projected)
-        _non_conflicting(g, mt.gradops(weights=rng.uniform(0.1, 2.0, size=t))(g), projected)
+            assert not _conflicts(g, mt.gradops(alpha)(g), projected), alpha
+        assert not _conflicts(g, mt.gradops(weights=rng.uniform(0.1, 2.0, size=t))(g), projected)
 
 
 def test_projected_pairs_can_conflict_when_the_originals_agree():
@@ -88,7 +93,7 @@ def test_gradops_edge_cases():
     z = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 1.0, 0.0]])  # a zero-norm task gradient
     out = mt.gradops(alpha=-1.0)(z)
     assert np.all(np.isfinite(out))
-    _non_conflicting(z, out, mt.gradops_projections(z))
+    assert not _conflicts(z, out, mt.gradops_projections(z))
     agree = jnp.array([[1.0, 0.5], [0.5, 1.0]])  # no conflict: only_if_conflict keeps them
     np.testing.assert_allclose(mt.gradops_projections(agree, only_if_conflict=True), agree)
     np.testing.assert_allclose(mt.gradops(weights=[1.0, 1.0], only_if_conflict=True)(agree), [1.5, 1.5])
@@ -167,7 +172,7 @@ def test_properties_hold_on_real_model_gradients():
         tx = mt.multitask_transform(mt.gradops(alpha=alpha), is_shared=shared)
         update, _ = tx.update(jac, tx.init(params), params)
         flat = ravel_pytree(update["params"]["shared"])[0]
-        _non_conflicting(g, flat, mt.gradops_projections(g))
+        assert not _conflicts(g, flat, mt.gradops_projections(g))
         for t in range(3):
             tower = update["params"][f"tower_{t}"]
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b[t], atol=1e-7), tower, jac["params"][f"tower_{t}"])
