@@ -66,3 +66,21 @@ def write_json(name: str, payload: dict) -> Path:
 def machine_line(m: dict) -> str:
     return (f"{m['cpu']}, {m['cores']} cores, backend {m['backend']}, jax {m['jax']}, "
             f"XLA_FLAGS=`{m['xla_flags'] or '(none)'}`, commit {m['git_commit']}, {m['date']}")
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (pages are written on headless machines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_page(name: str, lines: list[str]) -> Path:
+    """Writes `docs/results/<name>` and says so."""
+    path = DOCS / name
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+    return path

@@ -229,10 +229,7 @@ def table(d: dict) -> tuple[list[str], dict]:
 
 
 def plots(data: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     names = []
     fig, axes = plt.subplots(2, len(data), figsize=(5.5 * len(data), 7), squeeze=False)
@@ -354,8 +351,7 @@ def write_doc() -> None:
               "  real runtimes, `train.py` -> Ray GBA -> `train.py` through checkpoints: `tests/distributed/test_ray_ps.py`.",
               "- **Faults** (Ray): a killed worker's gradient is dropped and a replacement joins; a killed server shard is",
               "  restarted by Ray from its last checkpoint (`tests/distributed/test_ray_ps.py`).", ""]
-    (common.DOCS / "gba.md").write_text("\n".join(lines))
-    print(f"wrote {common.DOCS / 'gba.md'}")
+    common.write_page("gba.md", lines)
 
 
 def main() -> None:

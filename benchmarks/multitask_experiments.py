@@ -117,10 +117,7 @@ def table(s: dict, tasks: list[str]) -> list[str]:
 
 
 def write_doc() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     data = {p: json.loads(f.read_text()) for p in PARTS if (f := common.RESULTS / f"multitask_{p}.json").exists()}
     lines = ["# Multi-task learning: GradOPS and its baselines", "",
@@ -174,8 +171,7 @@ def write_doc() -> None:
         fig.savefig(common.DOCS / "multitask_fronts.png", dpi=110)
         plt.close(fig)
         lines += ["![trade-off fronts](multitask_fronts.png)", ""]
-    (common.DOCS / "multitask.md").write_text("\n".join(lines))
-    print(f"wrote {common.DOCS / 'multitask.md'}")
+    common.write_page("multitask.md", lines)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.errors import ConfigError
 from jaxrec.models.multitask import is_shared as default_is_shared
 from jaxrec.optim import multitask as mt
-from jaxrec.train.metrics import auc
+from jaxrec.train.metrics import auc, logloss
 
 KINDS = ("binary", "regression")
 
@@ -83,9 +83,7 @@ def evaluate(model, variables, dataset: Dataset, split: str, kinds: Sequence[str
     result = []
     for t, kind in enumerate(kinds):
         if kind == "binary":
-            p = np.clip(1 / (1 + np.exp(-out[:, t].astype(np.float64))), 1e-7, 1 - 1e-7)
-            result.append({"auc": auc(labels[:, t], out[:, t]),
-                           "logloss": float(-np.mean(labels[:, t] * np.log(p) + (1 - labels[:, t]) * np.log(1 - p)))})
+            result.append({"auc": auc(labels[:, t], out[:, t]), "logloss": logloss(labels[:, t], out[:, t])})
         else:
             result.append({"mse": float(np.mean((out[:, t] - labels[:, t]) ** 2))})
     return result
