@@ -14,12 +14,15 @@ Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`
                 `CompressedEmbedding` does)
   binary_code   Binary Code based Hash Embedding (Yan et al., CIKM 2021, arXiv 2109.02471; notes
                 shared/specs/recsys-methods.md §5): code = mix(id) as L bits; the bits are cut
-                into n_b blocks, 'succession' (consecutive runs of ceil(L/n_b) bits) or 'skip'
-                (block r takes bits r, r + n_b, r + 2 n_b, ... [T]); block r's bits read as an
-                integer j_r, row = r * 2^ceil(L/n_b) + j_r; the n_b vectors fused by sum, mean
-                or concat. n_b * 2^ceil(L/n_b) rows. Here code = `mix_bits(id, L)`, a bijection
-                on L-bit integers, and the blocks partition the L bits: distinct ids below 2^L
-                give distinct index tuples at any n_b (tested); the hash of a raw value is
+                into blocks, 'succession' (runs of t = `block_bits` consecutive bits, the last
+                run shorter when t does not divide L: ceil(L/t) blocks, the paper's knob t; or
+                `num_blocks` runs of ceil(L/n_b) bits) or 'skip' (`num_blocks` blocks, block r
+                takes bits r, r + n_b, r + 2 n_b, ... [T]); block r's l_r bits read as an integer
+                j_r, row = offset_r + j_r with offset_r = sum_{s<r} 2^l_s; the vectors fused by
+                sum, mean or concat. sum_r 2^l_r rows, counted exactly (the notes' ceil(L/t) 2^t
+                pads the last block). Here code = `mix_bits(id, L)`, a bijection on L-bit
+                integers, and the blocks partition the L bits: distinct ids below 2^L give
+                distinct index tuples at any blocking (tested); the hash of a raw value is
                 whatever made the id (`jaxrec.data.encoding`).
 
 `mix` is the murmur3 32-bit finaliser (bijective); `mix'` the same on a salted id.
@@ -68,7 +71,8 @@ class IndexScheme:
       vocab_size: V, the id range the scheme is sized for (ids beyond it still get rows).
       buckets: N for 'hash' / 'double_hash'; m (the remainder range) for 'qr'.
       num_bits: L for 'binary_code' (default: enough for V ids).
-      num_blocks: n_b for 'binary_code'.
+      num_blocks: n_b for 'binary_code' (ignored when `block_bits` is set).
+      block_bits: t for 'binary_code' 'succession': blocks of t bits (the last shorter).
       strategy: 'succession' | 'skip' for 'binary_code'.
       fusion: how the K vectors combine: 'sum' | 'mean' | 'concat' | 'prod' (default per kind).
     """
@@ -78,6 +82,7 @@ class IndexScheme:
     buckets: int | None = None
     num_bits: int | None = None
     num_blocks: int = 1
+    block_bits: int | None = None
     strategy: str = "succession"
     fusion: str | None = None
 
@@ -94,6 +99,9 @@ class IndexScheme:
                                   f"{self.bits}, {self.num_blocks}")
             if self.strategy not in ("succession", "skip"):
                 raise ConfigError(f"binary_code strategy {self.strategy!r}: expected 'succession' or 'skip'")
+            if self.block_bits is not None and (self.strategy != "succession" or not 1 <= self.block_bits <= self.bits):
+                raise ConfigError(f"binary_code block_bits={self.block_bits}: needs strategy 'succession' and "
+                                  f"1 <= block_bits <= num_bits ({self.bits})")
         if self.fusion is not None and self.fusion not in FUSIONS:
             raise ConfigError(f"embedding fusion {self.fusion!r}: expected one of {FUSIONS}")
 
@@ -102,12 +110,23 @@ class IndexScheme:
         return self.num_bits or max(1, math.ceil(math.log2(self.vocab_size)))
 
     @property
-    def block_bits(self) -> int:
-        return math.ceil(self.bits / self.num_blocks)
+    def blocks(self) -> tuple[tuple[int, ...], ...]:
+        """'binary_code': the code's bit positions read by each block (they partition 0..L-1)."""
+        L = self.bits
+        if self.strategy == "skip":
+            return tuple(tuple(range(r, L, self.num_blocks)) for r in range(self.num_blocks))
+        t = self.block_bits or math.ceil(L / self.num_blocks)
+        return tuple(tuple(range(a, min(a + t, L))) for a in range(0, L, t))
+
+    @property
+    def block_offsets(self) -> tuple[int, ...]:
+        """'binary_code': first row of each block's slice of the table."""
+        sizes = [2 ** len(b) for b in self.blocks]
+        return tuple(sum(sizes[:r]) for r in range(len(sizes)))
 
     @property
     def num_lookups(self) -> int:
-        return {"full": 1, "hash": 1, "double_hash": 2, "qr": 2, "binary_code": self.num_blocks}[self.kind]
+        return {"full": 1, "hash": 1, "double_hash": 2, "qr": 2, "binary_code": len(self.blocks)}[self.kind]
 
     @property
     def num_rows(self) -> int:
@@ -117,7 +136,7 @@ class IndexScheme:
             return self.buckets
         if self.kind == "qr":
             return self.buckets + math.ceil(self.vocab_size / self.buckets)
-        return self.num_blocks * 2 ** self.block_bits
+        return sum(2 ** len(b) for b in self.blocks)
 
     @property
     def combine(self) -> str:
@@ -140,16 +159,12 @@ class IndexScheme:
         return self._binary_code(ids)
 
     def _binary_code(self, ids: jax.Array) -> jax.Array:
-        code = mix_bits(ids, self.bits)
-        bit = (code[..., None] >> jnp.arange(self.bits, dtype=jnp.uint32)) & 1  # [..., L], bit i = 2^i
-        width, blocks = self.block_bits, []
-        for r in range(self.num_blocks):
-            positions = (list(range(r * width, min((r + 1) * width, self.bits))) if self.strategy == "succession"
-                         else list(range(r, self.bits, self.num_blocks)))
+        bit = (mix_bits(ids, self.bits)[..., None] >> jnp.arange(self.bits, dtype=jnp.uint32)) & 1  # [..., L], bit i = 2^i
+        out = []
+        for positions, offset in zip(self.blocks, self.block_offsets):
             weights = jnp.asarray([2 ** k for k in range(len(positions))], jnp.uint32)
-            value = jnp.sum(bit[..., jnp.asarray(positions)] * weights, axis=-1)
-            blocks.append(value.astype(jnp.int32) + r * 2 ** width)
-        return jnp.stack(blocks, -1)
+            out.append(jnp.sum(bit[..., jnp.asarray(positions)] * weights, axis=-1).astype(jnp.int32) + offset)
+        return jnp.stack(out, -1)
 
 
 def table_bytes(scheme: IndexScheme, dim: int, bytes_per_value: int = 4) -> int:

@@ -19,9 +19,21 @@ def test_binary_code_tuples_are_unique(strategy, blocks):
     idx = np.asarray(scheme.indices(jnp.arange(V)))
     assert idx.shape == (V, blocks) and scheme.bits == 13
     assert len({tuple(r) for r in idx}) == V  # distinct values -> distinct block-index tuples
-    assert idx.min() >= 0 and idx.max() < scheme.num_rows == blocks * 2 ** -(-13 // blocks)
+    assert sorted(b for block in scheme.blocks for b in block) == list(range(13))  # the blocks partition the bits
+    assert idx.min() >= 0 and idx.max() < scheme.num_rows == sum(2 ** len(b) for b in scheme.blocks)
+    ends = scheme.block_offsets[1:] + (scheme.num_rows,)
     for r in range(blocks):  # block r reads only its own slice of the table
-        assert np.all((idx[:, r] >= r * 2 ** scheme.block_bits) & (idx[:, r] < (r + 1) * 2 ** scheme.block_bits))
+        assert np.all((idx[:, r] >= scheme.block_offsets[r]) & (idx[:, r] < ends[r]))
+
+
+def test_block_bits_is_the_papers_knob():
+    """t = 5 on L = 13 bits: blocks of 5, 5, 3 bits, 2^5 + 2^5 + 2^3 = 72 rows, unique tuples."""
+    scheme = IndexScheme("binary_code", V, block_bits=5)
+    assert [len(b) for b in scheme.blocks] == [5, 5, 3] and scheme.num_rows == 72 and scheme.block_offsets == (0, 32, 64)
+    idx = np.asarray(scheme.indices(jnp.arange(V)))
+    assert len({tuple(r) for r in idx}) == V and idx[:, 2].min() >= 64 and idx.max() < 72
+    with pytest.raises(ConfigError, match="block_bits"):
+        IndexScheme("binary_code", V, block_bits=5, strategy="skip")
 
 
 def test_mix_bits_is_a_bijection():
@@ -91,7 +103,7 @@ def test_bad_options_name_the_key():
 def test_layer_reads_compressed_tables_by_config(small_config):
     """`config.tables.<table>.compression` swaps that table for a compressed one inside the ordinary
     embedding layer: 'full' reproduces the plain layer exactly; binary_code shrinks the table to
-    n_b * 2^ceil(L/n_b) rows and still trains (row-wise updates included)."""
+    sum_r 2^l_r rows and still trains (row-wise updates included)."""
     from jaxrec.embedding import EmbeddingLayer
     from jaxrec.embedding.specs import TableOptions
     from jaxrec.train import loop
@@ -111,7 +123,7 @@ def test_layer_reads_compressed_tables_by_config(small_config):
     item = next(t for t in exp.model.tables if t[0] == "item_id")
     layer = EmbeddingLayer(feats, 8, tables=(item,))
     spec = next(t for t in layer.specs[0] if t.name == "item_id")
-    assert spec.scheme is not None and spec.rows == 4 * 2 ** 3  # 1,651 items: L = 11 bits, 4 blocks of 3
+    assert spec.scheme is not None and spec.rows == 3 * 2 ** 3 + 2 ** 2  # 1,651 items: L = 11 bits, blocks of 3, 3, 3, 2
     state = exp.init_state()
     chunk = {k: v[:20 * 1024].reshape((20, 1024) + v.shape[1:]) for k, v in exp.dataset.columns("train").items()}
     state, out = exp.train_steps(state, chunk)
