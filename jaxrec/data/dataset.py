@@ -25,12 +25,15 @@ class Dataset:
         N_split: int32 ids `[N]` / `[N, L]`, float32 `[N]`, int32 lengths `[N]`, and
         float32 labels `[N]` (or `[N, T]`) under `LABELS`.
       group_key: the column GAUC groups by (e.g. 'user_id'), or None.
+      inputs: further columns a model reads besides the features' (e.g. the value
+        frequencies of AMTL, `jaxrec.embedding.amtl.add_frequency_columns`).
     """
 
     name: str
     features: tuple[Feature, ...]
     splits: Mapping[str, Mapping[str, np.ndarray]]
     group_key: str | None = None
+    inputs: tuple[str, ...] = ()
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])
@@ -42,10 +45,10 @@ class Dataset:
         raise KeyError(f"no feature {name!r} in dataset {self.name!r}; features: {[f.name for f in self.features]}")
 
     def batch_keys(self) -> tuple[str, ...]:
-        """Columns a model batch needs: feature ids/values, sequence lengths, labels."""
+        """Columns a model batch needs: feature ids/values, sequence lengths, `inputs`, labels."""
         keys = [f.name for f in self.features]
         keys += [lengths_key(f.name) for f in self.features if isinstance(f, Sequence)]
-        return tuple(keys) + (LABELS,)
+        return tuple(keys) + self.inputs + (LABELS,)
 
     def columns(self, split: str) -> dict[str, np.ndarray]:
         """The batch columns of `split` (extra columns such as ground truth left out)."""

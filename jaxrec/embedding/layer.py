@@ -17,6 +17,11 @@ trainer that passes zero 'perturbations' and makes `LOOKUP_IDS` mutable gets the
 w.r.t. each gathered row and the ids it came from, so it can update only the touched rows
 (`jaxrec.train.state`), with no `[V, D]` gradient ever formed.
 
+A table with AMTL options (`TableSpec.amtl`) has its looked-up vectors masked to a learned
+per-value size (`jaxrec.embedding.amtl`; tokens of a sequence before pooling), read from the
+batch's frequency columns, and its size penalty sown into `AUX_LOSSES`, which the trainer adds
+to the loss.
+
 Sequence (multi-hot) features are pooled over their first `length` tokens with the
 feature's combiner; numeric float features are embedded as `value * v_field` (one learned
 vector per field), so every field becomes one `D`-vector token.
@@ -33,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
+from jaxrec.embedding.amtl import AMTLMask, frequency_key, mask_name
 from jaxrec.embedding.compressed import fuse
 from jaxrec.embedding.specs import TableOptions, specs_from_features, table_name
 
@@ -41,6 +47,7 @@ STACKED = "stacked"          # name of the stacked table inside a layer's collec
 ROWS = "rows"                # perturbation names of the gathered rows (row-wise sparse training)
 LOOKUP_IDS = "lookup_ids"    # collection the layer sows its looked-up row ids into
 COUNTERS = "counters"        # collection of per-step counts a trainer reports (overflow ids)
+AUX_LOSSES = "losses"        # collection of scalar terms a trainer adds to the loss (AMTL's size penalty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +233,17 @@ class EmbeddingLayer(nn.Module):
         init = nn.initializers.normal(self.init_std)  # numeric-field vectors
         single = [f for f in self.features if is_embedded(f) and not isinstance(f, Sequence)]
         schemes = {t.name: t.scheme for l in stacks.values() for t in l.specs if t.scheme is not None}
+        masks = {t.name: (AMTLMask(self.dim, t.amtl.hidden, t.amtl.start, name=mask_name(t.name)), t.amtl.size_penalty)
+                 for l in stacks.values() for t in l.specs if t.amtl is not None and self.dim > 1}  # width 1: nothing to mask
+
+        def masked(f, vectors):  # AMTL: each value keeps its learned number of dimensions
+            if table_name(f) not in masks:
+                return vectors
+            mask, penalty = masks[table_name(f)]
+            u = batch[frequency_key(f.name)]
+            if not self.is_initializing() and penalty:
+                self.sow(AUX_LOSSES, f"amtl_size/{f.name}", penalty * jnp.mean(mask.expected_size(u)) / self.dim)
+            return vectors * mask(u)
 
         def compressed(f, ids):  # a compressed table: K rows per id, fused
             scheme = schemes[table_name(f)]
@@ -241,7 +259,7 @@ class EmbeddingLayer(nn.Module):
             if fs:
                 ids = jnp.stack([batch[f.name] + where[table_name(f)][1] for f in fs], axis=1)
                 gathered = self._gather(arrays[s], ids, ROWS, s)
-                if len(fs) == len(self.features):
+                if len(fs) == len(self.features) and not masks:
                     return gathered
                 columns.update({f.name: gathered[:, i] for i, f in enumerate(fs)})
         fields = []
@@ -261,9 +279,9 @@ class EmbeddingLayer(nn.Module):
                     lengths, dropped = apply_capacity(lengths, f.batch_capacity)
                     if not self.is_initializing():
                         self.sow(COUNTERS, f"overflow_ids/{f.name}", dropped)
-                fields.append(pool(tokens, lengths, f.combiner))
+                fields.append(pool(masked(f, tokens), lengths, f.combiner))
             else:
-                fields.append(columns[f.name])
+                fields.append(masked(f, columns[f.name]))
         return jnp.stack(fields, axis=1)
 
 

@@ -47,6 +47,8 @@ class TableOptions:
       compression: a compressed table instead of one row per id: `IndexScheme` options
         without `vocab_size` (`jaxrec.embedding.compressed`), e.g. {'kind': 'binary_code',
         'num_blocks': 4} or {'kind': 'hash', 'buckets': 1000} (a dict, stored as sorted pairs).
+      amtl: an AMTL per-value size mask after the lookup (`jaxrec.embedding.amtl.AMTLOptions`
+        keys, e.g. {'size_penalty': 0.01}; {} for the defaults); None: no mask.
     """
 
     optimizer: OptimizerItems | None = None
@@ -54,10 +56,15 @@ class TableOptions:
     initializer: Literal["normal", "uniform", "zeros"] | None = None
     init_scale: float | None = None
     compression: OptimizerItems | None = None
+    amtl: Any = None
 
     def __post_init__(self):
         object.__setattr__(self, "optimizer", optimizer_items(self.optimizer))
         object.__setattr__(self, "compression", optimizer_items(self.compression))
+        if self.amtl is not None and not hasattr(self.amtl, "size_penalty"):
+            from jaxrec.embedding.amtl import AMTLOptions
+
+            object.__setattr__(self, "amtl", AMTLOptions.from_items(self.amtl))
         if self.sharding is not None and self.sharding not in SHARDINGS:
             raise ValueError(f"TableOptions.sharding={self.sharding!r}: expected one of {SHARDINGS}")
 
@@ -80,6 +87,7 @@ class TableSpec:
     optimizer: OptimizerItems | None = None
     sharding: Literal["mod", "contiguous"] | None = None
     scheme: Any = None  # an IndexScheme: ids -> K rows of this (compressed) table, fused; None: row = id
+    amtl: Any = None    # AMTLOptions: a per-value size mask after the lookup (jaxrec.embedding.amtl)
 
     def __post_init__(self):
         if self.rows < 1 or self.dim < 1:
@@ -153,7 +161,7 @@ def specs_from_features(features: tuple[Feature, ...], dim: int, init_scale: flo
         scheme = compression_scheme(n, r, o.compression)
         tables.append(TableSpec(n, scheme.num_rows if scheme else r, dim, o.initializer or initializer,
                                 init_scale if o.init_scale is None else o.init_scale, optimizer=o.optimizer,
-                                sharding=o.sharding, scheme=scheme))
+                                sharding=o.sharding, scheme=scheme, amtl=o.amtl))
     return tuple(tables), tuple(feats)
 
 

@@ -102,5 +102,26 @@ class Checkpointer:
         restored = from_logical(out["state"], like, self.layouts)
         return serialization.from_state_dict(target, jax.tree.map(jax.numpy.asarray, restored)), dict(out["meta"])
 
+    def restore_matching(self, target: Any, step: int | None = None) -> tuple[Any, list[str], list[str]]:
+        """Warm start: the saved arrays (of any run's layout) where a logical path and shape of
+        `target` match, `target`'s own elsewhere. Returns (tree, restored paths, kept paths)."""
+        from flax import traverse_util
+
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        saved = traverse_util.flatten_dict(self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))["state"])
+        like = serialization.to_state_dict(target)
+        logical = traverse_util.flatten_dict(to_logical(jax.tree.map(np.asarray, like), self.layouts))
+        restored, kept, merged = [], [], {}
+        for path, value in logical.items():
+            old = saved.get(path)
+            ok = old is not None and np.shape(old) == np.shape(value)
+            merged[path] = np.asarray(old, dtype=np.asarray(value).dtype) if ok else value
+            (restored if ok else kept).append("/".join(path))
+        tree = from_logical(traverse_util.unflatten_dict(merged), like, self.layouts)
+        return serialization.from_state_dict(target, jax.tree.map(jax.numpy.asarray, tree)), restored, kept
+
     def close(self) -> None:
         self._manager.close()

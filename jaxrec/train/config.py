@@ -36,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
         checkpoint_every_steps=0,    # 0 = at every epoch end only; else also mid-epoch
         keep_checkpoints=2,
         progress_bar=True,
+        init_from="",                # warm start: a workdir whose best parameters start this run (matching ones)
     ))
     c.early_stopping = ml_collections.ConfigDict(dict(
         metric="auc",                # any key of the valid metrics: auc, gauc, logloss
@@ -46,7 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Per-table overrides, by logical table name (a feature's name or its `group`):
     #   c.tables = {'user_id': {'optimizer': {'name': 'ftrl', 'lr': 0.05}, 'sharding': 'contiguous'}}
     # optimizer: `sparse_optimizer` keys this table changes; sharding: mod | contiguous (on a mesh);
-    # initializer: normal | uniform | zeros; init_scale. Tables with their own optimizer or
+    # initializer: normal | uniform | zeros; init_scale; compression: {'kind': 'binary_code', ...}
+    # (jaxrec.embedding.compressed); amtl: {'size_penalty': 0.01} (jaxrec.embedding.amtl). Tables with their own optimizer or
     # sharding are stacked apart (jaxrec.embedding.specs.TableOptions).
     c.tables = ml_collections.ConfigDict()
     c.mesh = ml_collections.ConfigDict(dict(
@@ -113,7 +115,7 @@ def build_dataset(config: ml_collections.ConfigDict):
     return DATASETS[config.dataset.name](**kwargs)
 
 
-TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale", "compression")
+TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale", "compression", "amtl")
 
 
 def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
@@ -141,9 +143,10 @@ def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
             raise ConfigError(f"{where}.sharding={opts['sharding']!r}: expected one of {SHARDINGS}")
         try:
             compression = dict(opts.get("compression") or {}) or None
+            amtl = None if opts.get("amtl") is None else dict(opts["amtl"])
             out.append((name, TableOptions(optimizer=optimizer or None, sharding=opts.get("sharding"), compression=compression,
-                                           initializer=opts.get("initializer"), init_scale=opts.get("init_scale"))))
-        except ValueError as e:
+                                           initializer=opts.get("initializer"), init_scale=opts.get("init_scale"), amtl=amtl)))
+        except (ValueError, ConfigError) as e:
             raise ConfigError(f"{where}: {e}") from None
     return tuple(out)
 

@@ -28,6 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.embedding import embedding_layouts
+from jaxrec.embedding.amtl import add_frequency_columns, learned_dims
 from jaxrec.embedding.dynamic_features import placeholder_rows
 from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import make_mesh
@@ -57,6 +58,7 @@ class Experiment:
     predict: Any      # jitted (params, chunk) -> logits [K, B]
     layouts: dict     # {embedding layer path: StackLayout}, for logical checkpoints
     sharding: ShardedEmbeddings | None = None  # row-sharded tables on a mesh (config.mesh)
+    amtl: dict = dataclasses.field(default_factory=dict)  # {table: AMTLOptions} of AMTL-masked tables
 
     def init_state(self, place: bool = True) -> state_lib.TrainState:
         """The initial state (from config.seed), placed on the mesh unless `place=False`."""
@@ -81,6 +83,9 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     config_lib.validate(config)
     dataset = dataset or config_lib.build_dataset(config)
     model = config_lib.build_model(config, dataset.features)
+    amtl_tables = {name: o.amtl for name, o in getattr(model, "tables", ()) if o.amtl is not None}
+    if amtl_tables:  # AMTL reads each value's train frequency from the batch
+        dataset = add_frequency_columns(dataset, list(amtl_tables))
     t = config.train
     n_train = dataset.num_rows("train")
     spe = batching.steps_per_epoch(n_train, int(t.batch_size))
@@ -115,7 +120,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         steps_per_call=int(t.steps_per_call) or spe,
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
         predict=jax.jit(state_lib.make_predict(model, sharding)),
-        layouts=layouts, sharding=sharding,
+        layouts=layouts, sharding=sharding, amtl=amtl_tables,
     )
 
 
@@ -168,11 +173,11 @@ class _Summaries:
 
 def _add_counts(counts: dict, out: dict) -> None:
     """Folds a train call's per-step metrics `{name: [K]}` (all but the loss) into `counts`:
-    counts are summed, gauges (`.../occupancy`) keep their last value."""
+    counts are summed, gauges (`.../occupancy`, `aux_loss`) keep their last value."""
     for key, v in out.items():
         if key == "loss":
             continue
-        if key.endswith("occupancy"):
+        if key.endswith("occupancy") or key == "aux_loss":
             counts[key] = float(np.asarray(v).reshape(-1)[-1])
         else:
             counts[key] = counts.get(key, 0) + int(np.sum(v))
@@ -230,6 +235,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     if latest.latest_step() is not None:
         state, meta = latest.restore(state)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))
+    elif t.get("init_from"):
+        state = state.replace(params=warm_start(exp, state.params, t.init_from))
     logical_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state.params)  # best/'s restore target
     state = exp.place(state)
     summaries = _Summaries(workdir / "tb")
@@ -319,6 +326,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
         dataset=exp.dataset.name,
         seed=int(config.seed),
     )
+    if exp.amtl:
+        result["amtl"] = export_amtl_dims(exp, best_params, workdir)
     if runtime.is_main():
         (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
     summaries = _Summaries(workdir / "tb")
@@ -328,6 +337,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     latest.close()
     best.close()
     return result
+
+
+def warm_start(exp: Experiment, params, workdir: str | Path):
+    """`params` with every array that `<workdir>/best` holds at the same logical path and shape
+    (e.g. a trained model's tables and MLPs under a new AMTL mask); the rest keep their init."""
+    directory = Path(workdir) / "best"
+    if not directory.is_dir():
+        raise ConfigError(f"train.init_from={str(workdir)!r}: {directory} does not exist (a workdir written by train.py?)")
+    ckpt = exp.checkpointer(directory, keep=1)
+    params, restored, kept = ckpt.restore_matching(params)
+    ckpt.close()
+    if not restored:
+        raise ConfigError(f"train.init_from={str(workdir)!r}: no parameter matches this model's (another architecture?)")
+    log.info("warm start from %s: %d arrays restored, %d new (%s)", directory, len(restored), len(kept),
+             ", ".join(kept[:6]) + (" ..." if len(kept) > 6 else ""))
+    return params
+
+
+def export_amtl_dims(exp: Experiment, params, workdir: Path) -> dict:
+    """AMTL's learned per-value sizes: `<workdir>/amtl_dims.npz` (`{layer/table: sizes [V]}`) and
+    a summary `{layer/table: {values, dim, mean_dim, bytes, full_bytes}}` (float32 bytes)."""
+    dims = learned_dims(runtime.to_host(params["dense"]), exp.amtl, exp.dataset)
+    summary = {}
+    for (*layer, table), d in dims.items():
+        width = next(t.dim for p, l in exp.layouts.items() if list(p[:-1]) == layer for t in l.specs if t.name == table)
+        summary["/".join([*layer, table])] = {"values": int(d.size), "dim": width, "mean_dim": float(d.mean()),
+                                              "bytes": int(d.sum()) * 4, "full_bytes": int(d.size) * width * 4}
+    if runtime.is_main():
+        np.savez(workdir / "amtl_dims.npz", **{"/".join(k): v for k, v in dims.items()})
+    for key, v in summary.items():
+        log.info("AMTL %s: mean size %.2f of %d, %s of %s bytes (%.0f%% saved)", key, v["mean_dim"], v["dim"],
+                 f"{v['bytes']:,}", f"{v['full_bytes']:,}", 100 * (1 - v["bytes"] / v["full_bytes"]))
+    return summary
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:

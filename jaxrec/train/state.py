@@ -36,7 +36,7 @@ import optax
 from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
-from jaxrec.embedding import COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
+from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
 from jaxrec.embedding.layer import is_stack, stack_of
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
 
@@ -169,6 +169,9 @@ def _context(sharding):
 def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss) -> Callable:
     """The gradient half of a train step: `(params, batch, rng) -> (loss, counters, grads)`.
 
+    `loss` is `loss_fn` plus any terms the model sows into `AUX_LOSSES` (then also in
+    `counters['aux_loss']`).
+
     `grads = (dense, rows)`: `dense` is `{'dense': gradient of the dense params}` plus, with an
     optax sparse optimizer, `'sparse'`: the tables' `[V, D]` gradients; `rows` is, with a
     row-wise optimizer, `{stack path: (ids [C], grads [C, D])}` (`stack_row_grads`), else `{}`.
@@ -176,10 +179,18 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
     union (what GBA's aggregation relies on). Call it inside the sharding's lookup context.
     """
 
+    def with_aux(data_loss, sown):
+        """Objective = data loss + the terms layers sow into AUX_LOSSES (reported as 'aux_loss')."""
+        terms = jax.tree.leaves(sown.get(AUX_LOSSES, {}))
+        if not terms:
+            return data_loss, sown.get(COUNTERS, {})
+        aux = sum(jnp.sum(t) for t in terms)
+        return data_loss + aux, {**sown.get(COUNTERS, {}), "aux_loss": (aux,)}
+
     def dense_grads(params, batch: Batch, rng):
         def objective(trained):
-            logits, sown = model.apply(variables(trained), batch, train=True, rngs={"dropout": rng}, mutable=[COUNTERS])
-            return loss_fn(logits, batch[LABELS]), sown.get(COUNTERS, {})
+            logits, sown = model.apply(variables(trained), batch, train=True, rngs={"dropout": rng}, mutable=[COUNTERS, AUX_LOSSES])
+            return with_aux(loss_fn(logits, batch[LABELS]), sown)
 
         trained = {"dense": params["dense"], "sparse": params["sparse"]}  # not 'vocab'
         (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(trained)
@@ -190,8 +201,9 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
 
         def objective(dense, perturbations):
             logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
-                                       train=True, rngs={"dropout": rng}, mutable=[LOOKUP_IDS, COUNTERS])
-            return loss_fn(logits, batch[LABELS]), (sown[LOOKUP_IDS], sown.get(COUNTERS, {}))
+                                       train=True, rngs={"dropout": rng}, mutable=[LOOKUP_IDS, COUNTERS, AUX_LOSSES])
+            loss, counters = with_aux(loss_fn(logits, batch[LABELS]), sown)
+            return loss, (sown[LOOKUP_IDS], counters)
 
         shapes = jax.eval_shape(lambda: model.apply(variables(params), batch, mutable=["perturbations"])[1])
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
