@@ -27,6 +27,8 @@ class Dataset:
       group_key: the column GAUC groups by (e.g. 'user_id'), or None.
       inputs: further columns a model reads besides the features' (e.g. the value
         frequencies of AMTL, `jaxrec.embedding.amtl.add_frequency_columns`).
+      side: tables indexed by a feature's row id rather than by example, e.g. each item
+        row's title tokens `item_title [V_item, L]` (content encoders, graph builders).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Dataset:
     splits: Mapping[str, Mapping[str, np.ndarray]]
     group_key: str | None = None
     inputs: tuple[str, ...] = ()
+    side: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])

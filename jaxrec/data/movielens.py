@@ -6,6 +6,18 @@ train = perm[:80000], valid = perm[80000:90000], test = perm[90000:]; label rati
 ten categorical fields with vocabularies from train (0 = not seen in train). The
 `genres` variant adds the multi-hot field of all genre flags.
 
+The `history` variant adds behaviours and item content:
+  * `hist_item` `[N, 50]` (+ `hist_item_length`): the user's earlier rated items, oldest
+    first, the 50 most recent kept. Leakage-free: only events with a timestamp strictly
+    before the row's (ties excluded), whatever split they are in (which items a user rated
+    before is known at serving time; their ratings, the labels, are never used). Items are
+    ids of the `item_id` vocabulary (0 = not in train) and read its table (`group='item_id'`);
+    `combiner=None`, a sequence for attention models.
+  * content of the target item: `genres` (multi-hot) and `title` (word tokens, the year
+    removed; `release_year` is already a field);
+  * side tables by item row id (`Dataset.side`): `item_title`, `item_genres` (+ `_length`)
+    and `item_year`, the content of every item a history can hold.
+
 Where the data comes from, in order: the `data_dir` argument, `$JAXREC_DATA_DIR/ml-100k`,
 then `~/.cache/jaxrec/ml-100k`, downloaded there from the official URL and checked
 against the published MD5 if missing.
@@ -37,6 +49,8 @@ FIELDS = ("user_id", "item_id", "age_bucket", "gender", "occupation", "zip_prefi
 AGE_EDGES = (18, 25, 35, 45, 50, 56)
 AGE_NAMES = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
 MAX_GENRES = 6  # the most genre flags any ml-100k movie has
+MAX_TITLE = 8   # title words kept (longer titles keep their first 8)
+MAX_HISTORY = 50
 
 
 def default_cache_dir() -> Path:
@@ -116,7 +130,7 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     """Reads and joins the GroupLens files into raw columns, one entry per `u.data` line.
 
     Returns columns `[100000]`: the ten FIELDS (strings or ints), 'rating' (int),
-    'timestamp' (int) and 'genres' (object array of genre-name lists).
+    'timestamp' (int), 'genres' and 'title' (object arrays of genre-name / title-word lists).
     """
     d = find_data_dir(data_dir)
     ratings = _read_rows(d / "u.data", "\t", 4)
@@ -131,7 +145,8 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     for r in _read_rows(d / "u.item", "|", 5 + len(genre_names), encoding_="latin-1"):
         m = re.search(r"\((\d{4})\)\s*$", r[1])
         flags = [g for g, f in zip(genre_names, r[5:]) if f == "1"]
-        items[int(r[0])] = (m.group(1) if m else "unk", flags[0] if flags else "unknown", flags)
+        words = re.findall(r"[a-z0-9]+", re.sub(r"\(\d{4}\)\s*$", "", r[1]).lower())
+        items[int(r[0])] = (m.group(1) if m else "unk", flags[0] if flags else "unknown", flags, words)
 
     for lineno, (u, it) in enumerate(zip(cols["user_id"], cols["item_id"]), 1):
         if u not in users or it not in items:
@@ -143,16 +158,16 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]
         cols[name] = np.array([f[k] for f in ufeat])
     cols["release_year"] = np.array([f[0] for f in ifeat])
     cols["genre_first"] = np.array([f[1] for f in ifeat])
-    genres = np.empty(len(ifeat), dtype=object)
-    genres[:] = [f[2] for f in ifeat]
-    cols["genres"] = genres
+    for k, name in ((2, "genres"), (3, "title")):
+        cols[name] = np.empty(len(ifeat), dtype=object)
+        cols[name][:] = [f[k] for f in ifeat]
     ts = cols["timestamp"]
     cols["hour"] = (ts // 3600) % 24
     cols["weekday"] = (ts // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     return cols
 
 
-VARIANTS = ("default", "genres", "dynamic")
+VARIANTS = ("default", "genres", "dynamic", "history")
 # 'dynamic' variant: hash-table capacity of the user and item vocabularies (about twice the
 # 943 users and 1,682 items, the load an open-addressing table wants).
 DYNAMIC_CAPACITY = {"user_id": 2048, "item_id": 4096}
@@ -168,6 +183,8 @@ def features(variant: str = "default", dynamic_min_count: int = 1, dynamic_steps
     fs = tuple(Categorical(n) for n in FIELDS)
     if variant == "genres":
         return fs + (Sequence("genres", max_len=MAX_GENRES, combiner="mean"),)
+    if variant == "history":  # + hist_item, added after encoding (`user_histories`)
+        return fs + (Sequence("genres", max_len=MAX_GENRES, combiner="mean"), Sequence("title", max_len=MAX_TITLE, combiner="mean"))
     if variant == "dynamic":
         return tuple(Categorical(f.name, encoding="dynamic", vocab_size=DYNAMIC_CAPACITY[f.name], min_count=dynamic_min_count,
                                  steps_to_live=dynamic_steps_to_live) if f.name in DYNAMIC_CAPACITY else f for f in fs)
@@ -204,5 +221,60 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
         r = part["rating"].astype(np.float32)
         enc[LABELS] = (r >= 4).astype(np.float32) if labels == "click" else np.stack([r >= 4, r == 5, r], axis=1).astype(np.float32)
         splits[name] = enc
+    side = {}
+    if variant == "history":
+        items = encoding.encode(specs[1:2], vocabs, raw)["item_id"]  # every event's item row id
+        hist, lengths = user_histories(raw["user_id"], raw["timestamp"], items)
+        for name, rows in idx.items():
+            splits[name].update(hist_item=hist[rows], hist_item_length=lengths[rows])
+        specs += (Sequence("hist_item", max_len=MAX_HISTORY, encoding="identity", vocab_size=specs[1].vocab_size,
+                           group="item_id", combiner=None),)
+        side = item_side_tables(specs, vocabs, raw, items)
     name = f"movielens100k{'' if variant == 'default' else '_' + variant}{'' if labels == 'click' else '_multitask'}"
-    return Dataset(name=name, features=specs, splits=splits, group_key="user_id")
+    return Dataset(name=name, features=specs, splits=splits, group_key="user_id", side=side)
+
+
+def user_histories(users: np.ndarray, timestamps: np.ndarray, items: np.ndarray,
+                   max_len: int = MAX_HISTORY) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's behaviour sequence: the items `[N]` of the same user's events with a strictly
+    earlier timestamp, oldest first, the `max_len` most recent kept.
+
+    Args: users, timestamps, items: `[N]` per event (any order).
+    Returns: (ids `[N, max_len]` int32, 0-padded at the end; lengths `[N]` int32).
+    """
+    order = np.lexsort((timestamps, users))  # by user, then time (stable: file order within a second)
+    u, t = users[order].astype(np.int64), timestamps[order].astype(np.int64)
+    starts = np.searchsorted(u, u, side="left")                # each event's user block start
+    key = (u - u.min()) * (int(t.max() - t.min()) + 1) + (t - t.min())  # (user, time) as one sorted key
+    earlier = np.searchsorted(key, key, side="left") - starts  # the user's events strictly before
+    lengths = np.minimum(earlier, max_len)
+    pos = np.arange(max_len)[None, :]
+    src = starts[:, None] + (earlier - lengths)[:, None] + pos
+    valid = pos < lengths[:, None]
+    sorted_items = items[order]
+    hist = np.where(valid, sorted_items[np.where(valid, src, 0)], 0)
+    out, out_len = np.empty_like(hist), np.empty_like(lengths)
+    out[order], out_len[order] = hist, lengths
+    return out.astype(np.int32), out_len.astype(np.int32)
+
+
+def item_side_tables(specs: tuple, vocabs: dict, raw: dict, items: np.ndarray) -> dict[str, np.ndarray]:
+    """Content of every `item_id` row (0 = unknown: empty): `item_title [V, MAX_TITLE]`,
+    `item_genres [V, MAX_GENRES]` (+ `_length`) and `item_year [V]`, ids of the train vocabularies."""
+    by_name = {f.name: f for f in specs}
+    vocab_size = by_name["item_id"].vocab_size
+    first = np.full(vocab_size, -1)
+    first[items[::-1]] = np.arange(len(items))[::-1]  # one event per item row
+    rows = first[1:][first[1:] >= 0]
+    enc = encoding.encode((by_name["title"], by_name["genres"], by_name["release_year"]), vocabs,
+                          {k: raw[k][rows] for k in ("title", "genres", "release_year")})
+    out = {}
+    for name, key in (("item_title", "title"), ("item_genres", "genres"), ("item_year", "release_year")):
+        table = np.zeros((vocab_size,) + enc[key].shape[1:], np.int32)
+        table[items[rows]] = enc[key]
+        out[name] = table
+        if key != "release_year":
+            length = np.zeros(vocab_size, np.int32)
+            length[items[rows]] = enc[f"{key}_length"]
+            out[f"{name}_length"] = length
+    return out

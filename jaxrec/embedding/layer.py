@@ -23,7 +23,8 @@ batch's frequency columns, and its size penalty sown into `AUX_LOSSES`, which th
 to the loss.
 
 Sequence (multi-hot) features are pooled over their first `length` tokens with the
-feature's combiner; numeric float features are embedded as `value * v_field` (one learned
+feature's combiner; sequences with `combiner=None` (behaviours for attention) are not fields:
+with `return_sequences=True` the layer also returns their token embeddings `[B, L, D]`; numeric float features are embedded as `value * v_field` (one learned
 vector per field), so every field becomes one `D`-vector token.
 """
 
@@ -192,12 +193,15 @@ class EmbeddingLayer(nn.Module):
       init_std: std of the normal initializer of the tables.
       tables: per-table overrides, `(table name, TableOptions)` pairs (own optimizer, row
         sharding, initializer); tables with their own optimizer or sharding get their own stack.
+      return_sequences: also return the unpooled sequences (`combiner=None`): `(fields
+        [B, F, D], {name: tokens [B, L, D]})`, F counting only the other features.
     """
 
     features: tuple[Feature, ...]
     dim: int
     init_std: float = 1e-4
     tables: tuple[tuple[str, TableOptions], ...] = ()
+    return_sequences: bool = False
 
     @property
     def specs(self):
@@ -225,7 +229,8 @@ class EmbeddingLayer(nn.Module):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
-        """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]`."""
+        """batch: ids `[B]` / `[B, L]` (+ lengths `[B]`), floats `[B]` -> `[B, F, D]` (module docstring;
+        with `return_sequences`, also `{name: [B, L, D]}` of the unpooled sequences)."""
         stacks = self.stacks
         arrays = {s: self.variable(EMBEDDING, s, lambda l=l: init_stacked(self.make_rng("params"), l.specs)).value
                   for s, l in stacks.items()}
@@ -260,20 +265,20 @@ class EmbeddingLayer(nn.Module):
                 ids = jnp.stack([batch[f.name] + where[table_name(f)][1] for f in fs], axis=1)
                 gathered = self._gather(arrays[s], ids, ROWS, s)
                 if len(fs) == len(self.features) and not masks:
-                    return gathered
+                    return (gathered, {}) if self.return_sequences else gathered
                 columns.update({f.name: gathered[:, i] for i, f in enumerate(fs)})
-        fields = []
+        fields, sequences = [], {}
         for f in self.features:
             if not is_embedded(f):
                 v = self.param(f"numeric_{f.name}", init, (self.dim,))
                 fields.append(batch[f.name].astype(jnp.float32)[:, None] * v)
             elif isinstance(f, Sequence):
-                if f.combiner is None:
-                    raise ValueError(f"feature {f.name!r} has combiner=None (a sequence for attention); "
-                                     "EmbeddingLayer pools fields: give it a combiner")
                 s, offset = where[table_name(f)]
                 tokens = (compressed(f, batch[f.name]) if table_name(f) in schemes else
                           self._gather(arrays[s], batch[f.name] + offset, f"{ROWS}_{f.name}", s))
+                if f.combiner is None:  # a sequence for attention, not a field
+                    sequences[f.name] = masked(f, tokens)
+                    continue
                 lengths = batch[lengths_key(f.name)]
                 if f.batch_capacity is not None:
                     lengths, dropped = apply_capacity(lengths, f.batch_capacity)
@@ -282,7 +287,8 @@ class EmbeddingLayer(nn.Module):
                 fields.append(pool(masked(f, tokens), lengths, f.combiner))
             else:
                 fields.append(masked(f, columns[f.name]))
-        return jnp.stack(fields, axis=1)
+        fields = jnp.stack(fields, axis=1)
+        return (fields, sequences) if self.return_sequences else fields
 
 
 def embedding_layouts(model: nn.Module, example_batch: Mapping[str, jnp.ndarray]) -> dict[tuple[str, ...], StackLayout]:

@@ -14,11 +14,12 @@ import difflib
 from jaxrec.errors import ConfigError
 from jaxrec.models.ctr.dcnv2 import DCNv2
 from jaxrec.models.ctr.deepfm import DeepFM
+from jaxrec.models.ctr.din import DIN
 from jaxrec.models.ctr.dnn import DNN
 from jaxrec.models.ctr.fat import FAT, Transformer
 from jaxrec.models.ctr.lr import LR
 
-MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer}
+MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN}
 
 
 def register(name: str, cls) -> None:

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 class MLP(nn.Module):
     """Dense -> activation (-> dropout) per hidden size; `[..., d_in] -> [..., hidden[-1]]`.
 
-    With `out_dim` set, a final linear layer maps to `out_dim` (no activation).
+    With `out_dim` set, a final linear layer maps to `out_dim` (no activation). `activation`
+    names a `flax.linen` function ('relu', 'gelu', ...) or 'prelu' (a learned slope per layer).
     """
 
     hidden: Sequence[int]
@@ -21,10 +22,9 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        act = getattr(nn, self.activation)
         for width in self.hidden:
             x = nn.Dense(width)(x)
-            x = act(x)
+            x = nn.PReLU()(x) if self.activation == "prelu" else getattr(nn, self.activation)(x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
         if self.out_dim is not None:
