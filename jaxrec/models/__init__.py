@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 
 from jaxrec.errors import ConfigError
+from jaxrec.models.ctr.apg import APGDCNv2, APGDNN
 from jaxrec.models.ctr.dcnv2 import DCNv2
 from jaxrec.models.ctr.deepfm import DeepFM
 from jaxrec.models.ctr.din import DIN
@@ -19,7 +20,8 @@ from jaxrec.models.ctr.dnn import DNN
 from jaxrec.models.ctr.fat import FAT, Transformer
 from jaxrec.models.ctr.lr import LR
 
-MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN}
+MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2}
 
 
 def register(name: str, cls) -> None:
