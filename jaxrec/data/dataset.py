@@ -57,6 +57,14 @@ class Dataset:
         """The batch columns of `split` (extra columns such as ground truth left out)."""
         return {k: self.splits[split][k] for k in self.batch_keys()}
 
+    def select(self, names) -> "Dataset":
+        """The dataset reduced to the features `names` (in the dataset's order), e.g. the fields a
+        feature selection kept; KeyError names any unknown one."""
+        unknown = sorted(set(names) - {f.name for f in self.features})
+        if unknown:
+            raise KeyError(f"no feature(s) {unknown} in dataset {self.name!r}; features: {[f.name for f in self.features]}")
+        return dataclasses.replace(self, features=tuple(f for f in self.features if f.name in set(names)))
+
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
         pos = float(np.mean(self.splits["train"][LABELS]))

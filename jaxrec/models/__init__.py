@@ -18,10 +18,11 @@ from jaxrec.models.ctr.deepfm import DeepFM
 from jaxrec.models.ctr.din import DIN
 from jaxrec.models.ctr.dnn import DNN
 from jaxrec.models.ctr.fat import FAT, Transformer
+from jaxrec.models.ctr.fscd import FSCD
 from jaxrec.models.ctr.lr import LR
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
-          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2}
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD}
 
 
 def register(name: str, cls) -> None:

@@ -56,6 +56,7 @@ def default_config() -> ml_collections.ConfigDict:
         table_sharding="mod",        # rows of every embedding table over all devices: mod | contiguous
     ))
     c.eval_splits = ("valid", "test")
+    c.fields = ()                    # () = every feature of the dataset; else the names the model reads (e.g. a selection)
     return c
 
 

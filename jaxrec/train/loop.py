@@ -82,6 +82,11 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     """Validates `config` and builds the experiment (loads the dataset unless given)."""
     config_lib.validate(config)
     dataset = dataset or config_lib.build_dataset(config)
+    if config.get("fields"):
+        try:
+            dataset = dataset.select(tuple(config.fields))
+        except KeyError as e:
+            raise ConfigError(f"fields: {e.args[0]}") from None
     model = config_lib.build_model(config, dataset.features)
     amtl_tables = {name: o.amtl for name, o in getattr(model, "tables", ()) if o.amtl is not None}
     if amtl_tables:  # AMTL reads each value's train frequency from the batch
