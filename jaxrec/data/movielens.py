@@ -16,7 +16,8 @@ The `history` variant adds behaviours and item content:
   * content of the target item: `genres` (multi-hot) and `title` (word tokens, the year
     removed; `release_year` is already a field);
   * side tables by item row id (`Dataset.side`): `item_title`, `item_genres` (+ `_length`)
-    and `item_year`, the content of every item a history can hold.
+    and `item_year`, the content of every item a history can hold; each split also keeps
+    its rows' `timestamp` (not a feature), for builders such as the item graph.
 
 Where the data comes from, in order: the `data_dir` argument, `$JAXREC_DATA_DIR/ml-100k`,
 then `~/.cache/jaxrec/ml-100k`, downloaded there from the official URL and checked
@@ -225,8 +226,8 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
     if variant == "history":
         items = encoding.encode(specs[1:2], vocabs, raw)["item_id"]  # every event's item row id
         hist, lengths = user_histories(raw["user_id"], raw["timestamp"], items)
-        for name, rows in idx.items():
-            splits[name].update(hist_item=hist[rows], hist_item_length=lengths[rows])
+        for name, rows in idx.items():  # timestamps ride along (not a feature), for graph builders
+            splits[name].update(hist_item=hist[rows], hist_item_length=lengths[rows], timestamp=raw["timestamp"][rows])
         specs += (Sequence("hist_item", max_len=MAX_HISTORY, encoding="identity", vocab_size=specs[1].vocab_size,
                            group="item_id", combiner=None),)
         side = item_side_tables(specs, vocabs, raw, items)

@@ -3,7 +3,10 @@
 Contract: `model.apply(variables, batch, train=...) -> logits [B]`, where `variables` is
 `{'params': dense, 'embedding': tables}` (see `jaxrec.train.state.variables`). A model takes
 `features` (resolved feature specs) and `tables` (per-table `(name, TableOptions)` pairs,
-which it hands to its `EmbeddingLayer`s); the trainer fills both.
+which it hands to its `EmbeddingLayer`s); the trainer fills both. A model that derives
+constants from the training data (GIN's item graph, CiUBM's content vectors) defines
+`from_dataset(dataset, options) -> {field: Frozen(...)}` and lists those fields in
+`DATA_FIELDS`; they are not config keys.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from jaxrec.models.ctr.din import DIN
 from jaxrec.models.ctr.dnn import DNN
 from jaxrec.models.ctr.fat import FAT, Transformer
 from jaxrec.models.ctr.fscd import FSCD
+from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
-          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD}
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN}
 
 
 def register(name: str, cls) -> None:
@@ -32,11 +36,14 @@ def register(name: str, cls) -> None:
 
 def model_options(name: str) -> set[str]:
     """Config keys a model accepts: its dataclass fields, minus the ones the trainer fills."""
-    return {f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in ("features", "tables", "parent", "name")}
+    data = set(getattr(MODELS[name], "DATA_FIELDS", ()))
+    return {f.name for f in dataclasses.fields(MODELS[name])
+            if f.init and f.name not in ("features", "tables", "parent", "name") and f.name not in data}
 
 
-def build_model(name: str, features: tuple, **kwargs):
-    """Instantiates model `name` over resolved feature specs; kwargs are its options."""
+def build_model(name: str, features: tuple, dataset=None, **kwargs):
+    """Instantiates model `name` over resolved feature specs; kwargs are its options. A model
+    with `from_dataset` needs `dataset` (its training data) for its data-derived constants."""
     if name not in MODELS:
         hint = difflib.get_close_matches(name, MODELS, n=1)
         raise ConfigError(f"model.name={name!r} is not a known model{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {sorted(MODELS)}")
@@ -44,4 +51,8 @@ def build_model(name: str, features: tuple, **kwargs):
     if unknown:
         raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]} for model {name!r}; valid: {sorted(model_options(name))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if hasattr(MODELS[name], "from_dataset"):
+        if dataset is None:
+            raise ConfigError(f"model {name!r} derives constants from its training data: pass dataset=")
+        kwargs.update(MODELS[name].from_dataset(dataset, kwargs))
     return MODELS[name](features=tuple(features), **kwargs)

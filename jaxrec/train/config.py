@@ -152,10 +152,11 @@ def table_options(config: ml_collections.ConfigDict, features: tuple) -> tuple:
     return tuple(out)
 
 
-def build_model(config: ml_collections.ConfigDict, features: tuple):
-    """Instantiates `config.model` over the dataset's resolved features and `config.tables`."""
+def build_model(config: ml_collections.ConfigDict, dataset):
+    """Instantiates `config.model` over the dataset's resolved features and `config.tables` (and,
+    for models that read the data themselves, e.g. GIN's item graph, the dataset)."""
     from jaxrec.models import build_model as _build
 
     kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-    tables = table_options(config, features)
-    return _build(config.model.name, features, **kwargs, **({"tables": tables} if tables else {}))
+    tables = table_options(config, dataset.features)
+    return _build(config.model.name, dataset.features, dataset=dataset, **kwargs, **({"tables": tables} if tables else {}))

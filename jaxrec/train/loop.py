@@ -87,7 +87,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
             dataset = dataset.select(tuple(config.fields))
         except KeyError as e:
             raise ConfigError(f"fields: {e.args[0]}") from None
-    model = config_lib.build_model(config, dataset.features)
+    model = config_lib.build_model(config, dataset)
     amtl_tables = {name: o.amtl for name, o in getattr(model, "tables", ()) if o.amtl is not None}
     if amtl_tables:  # AMTL reads each value's train frequency from the batch
         dataset = add_frequency_columns(dataset, list(amtl_tables))

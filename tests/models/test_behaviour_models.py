@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrec.errors import ConfigError
 from jaxrec.nn.behaviour import TargetAttention
 
 
@@ -51,3 +52,56 @@ def test_din_ignores_padding_and_reads_the_target(history):
     assert float(jnp.abs(a - b).max()) > 1e-4  # same history, another target: another interest
     with pytest.raises(ValueError, match="model.history='hist'"):
         build_model("din", history.features, history="hist").init(jax.random.PRNGKey(0), batch)
+
+
+def test_cooccurrence_graph_by_hand():
+    from jaxrec.data.graph import cooccurrence_graph
+
+    users = np.array([1, 1, 1, 2, 2, 1])
+    ts = np.array([1, 2, 3, 1, 2, 4])
+    items = np.array([5, 6, 7, 5, 6, 5])  # user 1: 5 6 7 5; user 2: 5 6
+    g = cooccurrence_graph(users, ts, items, num_items=8, window=2, top_n=2)
+    # window 2 over user 1: (5,6) (6,7) (7,5) and (5,7) (6,5); user 2: (5,6) -> 5-6: 3, 6-7: 1, 5-7: 2
+    assert g.neighbours(5) == {6: 3.0, 7: 2.0} and g.neighbours(6) == {5: 3.0, 7: 1.0}
+    assert g.neighbours(7) == {5: 2.0, 6: 1.0}
+    assert cooccurrence_graph(users, ts, items, 8, window=2, top_n=1).neighbours(7) == {5: 2.0}  # the heaviest kept
+
+
+def test_diffusion_reaches_two_hops():
+    """Path graph 1 - 2 - 3: after one layer node 1 depends on node 2 only; after two, on node 3."""
+    from jaxrec.nn.graph import AttentionAggregation
+
+    senders, receivers = jnp.array([1, 2, 2, 3]), jnp.array([2, 1, 3, 2])
+    w = jnp.ones(4)
+    h0 = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
+    layers = [AttentionAggregation((8,)) for _ in range(2)]
+    vs = [layer.init(jax.random.PRNGKey(i), h0, senders, receivers, w) for i, layer in enumerate(layers)]
+
+    def node1(h, hops):
+        for layer, v in list(zip(layers, vs))[:hops]:
+            h = layer.apply(v, h, senders, receivers, w)
+        return h[1].sum()
+
+    one, two = (np.abs(np.asarray(jax.grad(node1)(h0, k))).sum(1) for k in (1, 2))
+    assert one[2] > 0 and one[3] == 0 and one[0] == 0
+    assert two[3] > 0 and two[0] == 0
+
+
+def test_gin_graph_comes_from_the_train_split_only(history):
+    from jaxrec.data.dataset import Dataset
+    from jaxrec.models import build_model
+    from jaxrec.models.ctr.gin import GIN
+
+    def split(users, ts, items):
+        return {"user_id": np.array(users), "timestamp": np.array(ts), "item_id": np.array(items)}
+
+    toy = Dataset("toy", history.features, {"train": split([1, 1, 2], [1, 2, 1], [1, 2, 3]),
+                                            "test": split([1, 1], [3, 4], [3, 4])})
+    senders, receivers, weights = GIN.from_dataset(toy, {})["graph"].value
+    assert sorted(zip(senders.tolist(), receivers.tolist())) == [(1, 2), (2, 1)]  # test's 3-4 and 2-3 are not edges
+
+    model = build_model("gin", history.features, dataset=history, embed_dim=4, hidden=(8,))
+    batch = {k: v[:16] for k, v in history.columns("train").items()}
+    assert model.apply(model.init(jax.random.PRNGKey(0), batch), batch).shape == (16,)
+    with pytest.raises(ConfigError, match="derives constants from its training data"):
+        build_model("gin", history.features)
