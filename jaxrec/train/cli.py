@@ -98,7 +98,7 @@ def apply_overrides(config, overrides: list[str]) -> None:
                                   f"{part!r}; valid: {sorted(node.keys())}")
             node = node[part]
         leaf = parts[-1]
-        open_section = (len(parts) == 2 and parts[0] in ("model", "dataset")) or (parts[0] == "tables" and len(parts) > 2)
+        open_section = (len(parts) == 2 and parts[0] in ("model", "dataset", "cross_features")) or (parts[0] == "tables" and len(parts) > 2)
         if leaf not in node and not open_section:
             raise ConfigError(f"unknown config key 'config.{key}'{_suggest(leaf, list(node.keys()))}; valid keys in "
                               f"{'.'.join(parts[:-1]) or 'the config'}: {sorted(node.keys())}")

@@ -57,6 +57,9 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     c.eval_splits = ("valid", "test")
     c.fields = ()                    # () = every feature of the dataset; else the names the model reads (e.g. a selection)
+    # Pre-trained cross features (jaxrec.models.ctr.pcf_gnn.CrossOptions), empty = off, e.g.
+    #   c.cross_features = {'method': 'pcf_gnn', 'pairs': (('user_id', 'genre_first'),)}
+    c.cross_features = ml_collections.ConfigDict()
     return c
 
 
@@ -70,7 +73,7 @@ def _check_section(section, defaults, prefix: str) -> None:
         if key not in defaults:
             raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(defaults.keys()))}; "
                               f"valid keys here: {sorted(defaults.keys())}")
-        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model", "tables"):
+        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model", "tables", "cross_features"):
             _check_section(section[key], defaults[key], f"{prefix}{key}.")
 
 

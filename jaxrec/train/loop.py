@@ -34,6 +34,7 @@ from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.errors import ConfigError, DataError, TrainingDiverged
+from jaxrec.models.ctr.pcf_gnn import CrossOptions, add_cross_features
 from jaxrec.train import config as config_lib
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train import state as state_lib
@@ -87,6 +88,9 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
             dataset = dataset.select(tuple(config.fields))
         except KeyError as e:
             raise ConfigError(f"fields: {e.args[0]}") from None
+    if config.get("cross_features"):  # PCF-GNN (or explicit) cross features as numeric fields
+        dataset, report = add_cross_features(dataset, CrossOptions.from_config(config.cross_features))
+        log.info("cross features: %s", report)
     model = config_lib.build_model(config, dataset)
     amtl_tables = {name: o.amtl for name, o in getattr(model, "tables", ()) if o.amtl is not None}
     if amtl_tables:  # AMTL reads each value's train frequency from the batch

@@ -6,7 +6,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxrec.data.features import Categorical
 from jaxrec.models.ctr.fscd import field_costs, keep_probabilities, relaxed_gates, select_fields
