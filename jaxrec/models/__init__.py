@@ -24,9 +24,10 @@ from jaxrec.models.ctr.fat import FAT, Transformer
 from jaxrec.models.ctr.fscd import FSCD
 from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
+from jaxrec.models.ctr.mim import CiUBM
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
-          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN}
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM}
 
 
 def register(name: str, cls) -> None:
@@ -43,15 +44,17 @@ def model_options(name: str) -> set[str]:
 
 def build_model(name: str, features: tuple, dataset=None, **kwargs):
     """Instantiates model `name` over resolved feature specs; kwargs are its options. A model
-    with `from_dataset` needs `dataset` (its training data) for its data-derived constants."""
+    with `from_dataset` needs `dataset` (its training data) for its data-derived constants,
+    unless kwargs give them (its `DATA_FIELDS`)."""
     if name not in MODELS:
         hint = difflib.get_close_matches(name, MODELS, n=1)
         raise ConfigError(f"model.name={name!r} is not a known model{f' (did you mean {hint[0]!r}?)' if hint else ''}; known: {sorted(MODELS)}")
-    unknown = sorted(set(kwargs) - model_options(name) - {"tables"})
+    data_fields = set(getattr(MODELS[name], "DATA_FIELDS", ()))
+    unknown = sorted(set(kwargs) - model_options(name) - {"tables"} - data_fields)
     if unknown:
         raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]} for model {name!r}; valid: {sorted(model_options(name))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    if hasattr(MODELS[name], "from_dataset"):
+    if hasattr(MODELS[name], "from_dataset") and not data_fields <= set(kwargs):  # constants not given: derive them
         if dataset is None:
             raise ConfigError(f"model {name!r} derives constants from its training data: pass dataset=")
         kwargs.update(MODELS[name].from_dataset(dataset, kwargs))

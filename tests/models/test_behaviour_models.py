@@ -105,3 +105,48 @@ def test_gin_graph_comes_from_the_train_split_only(history):
     assert model.apply(model.init(jax.random.PRNGKey(0), batch), batch).shape == (16,)
     with pytest.raises(ConfigError, match="derives constants from its training data"):
         build_model("gin", history.features)
+
+
+def test_info_nce_by_hand():
+    from jaxrec.models.ctr.mim import info_nce
+
+    q = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+    k = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    pos = jnp.array([[True, False, False], [False, True, True]])
+    logits = np.array([[1.0, 0.6, 0.0], [0.0, 0.8, 1.0]]) / 0.5
+    want = -np.mean([logits[0, 0] - np.log(np.exp(logits[0]).sum()),
+                     np.log(np.exp(logits[1, 1:]).sum()) - np.log(np.exp(logits[1]).sum())])
+    np.testing.assert_allclose(info_nce(q, k, pos, 0.5), want, rtol=1e-5)
+
+
+def test_content_fine_tuning_and_frozen_content(history):
+    """C-SFT on behaviour pairs ranks each item's next item higher than the aligned-only encoder
+    does; CiUBM reads the frozen vectors (not parameters) and its logits follow them."""
+    import dataclasses
+
+    from jaxrec.models import build_model
+    from jaxrec.models.ctr.mim import ContentOptions, behaviour_pairs, train_content_encoder
+    from jaxrec.models.frozen import Frozen
+
+    train = history.splits["train"]
+    pairs = behaviour_pairs(train["user_id"], train["timestamp"], train["item_id"])
+    pop = np.bincount(train["item_id"], minlength=history.side["item_title"].shape[0]) + 1.0
+    opts = ContentOptions(align_steps=50, sft_steps=150)
+    held = pairs[np.random.default_rng(0).choice(len(pairs), 2000, replace=False)]
+
+    def next_item_rank(vectors):
+        scores = vectors[held[:, 0]] @ vectors[1:].T
+        return np.mean(np.sum(scores > np.sum(vectors[held[:, 0]] * vectors[held[:, 1]], 1)[:, None], 1))
+
+    aligned, _ = train_content_encoder(history.side, pairs, pop, dataclasses.replace(opts, sft_steps=0))
+    tuned, report = train_content_encoder(history.side, pairs, pop, opts)
+    assert next_item_rank(tuned) < 0.7 * next_item_rank(aligned), (next_item_rank(tuned), next_item_rank(aligned))
+    assert np.all(tuned[0] == 0) and np.allclose(np.linalg.norm(tuned[1:], axis=1), 1, atol=1e-4)
+
+    model = build_model("ciubm", history.features, embed_dim=4, hidden=(8,), attention_hidden=(4,), content_dim=32,
+                        content=Frozen(tuned))
+    batch = {k: v[:32] for k, v in history.columns("train").items()}
+    v = model.init(jax.random.PRNGKey(0), batch)
+    assert all(x.shape != tuned.shape for x in jax.tree.leaves(v))  # the content table is not a parameter
+    other = dataclasses.replace(model, content=Frozen(np.roll(tuned, 1, axis=0)))
+    assert float(jnp.abs(other.apply(v, batch) - model.apply(v, batch)).max()) > 1e-5
