@@ -68,6 +68,28 @@ def machine_line(m: dict) -> str:
             f"XLA_FLAGS=`{m['xla_flags'] or '(none)'}`, commit {m['git_commit']}, {m['date']}")
 
 
+def train_summary(config, dataset=None, workdir=None) -> dict:
+    """`train_and_evaluate` in a temporary workdir (unless given, then kept); the figures the
+    result pages use: metrics per split, best epoch, parameters, train examples/s (median over
+    epochs after the first; a one-epoch run has only its first, compilation included), and the
+    method reports (`amtl`)."""
+    import shutil
+    import tempfile
+
+    from jaxrec.train.loop import train_and_evaluate
+
+    tmp = workdir is None
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="jaxrec_run_"))
+    try:
+        r = train_and_evaluate(config, workdir, dataset=dataset)
+    finally:
+        if tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return {"test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+            "num_params": r["num_params"], "amtl": r.get("amtl"),
+            "train_examples_per_sec": r["train_examples_per_sec"] or r["history"][0]["train_examples_per_sec"]}
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (pages are written on headless machines)."""
     import matplotlib

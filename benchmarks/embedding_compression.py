@@ -37,7 +37,7 @@ from jaxrec.embedding.compressed import IndexScheme
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
-from jaxrec.train.loop import build, train_and_evaluate
+from jaxrec.train.loop import build
 
 PARTS = ("movielens", "synthetic", "amtl")
 ML_TABLES = ("user_id", "item_id")
@@ -46,7 +46,7 @@ SYN_BLOCK_BITS = (20, 18, 17, 16, 15, 14, 13, 12, 8)
 SYN_VOCABS = (10_000_000, 100_000, 1_000, 100)
 PENALTIES = (0.003, 0.01, 0.03, 0.1)
 METHODS = ("binary_code", "hash", "double_hash", "qr")
-WORKDIRS = Path(tempfile.gettempdir()) / "jaxrec_embedding_compression"
+WORKDIRS = Path(tempfile.gettempdir()) / "jaxrec_embedding_compression"  # the full-table runs AMTL warm-starts from
 
 
 def ml_config(seed: int, data_dir: str):
@@ -81,19 +81,6 @@ def table_bytes(exp, tables) -> int:
     return sum(t.rows * t.dim * 4 for layout in exp.layouts.values() for t in layout.specs if t.name in tables)
 
 
-def run(config, dataset, workdir: Path | None = None) -> dict:
-    """One `train_and_evaluate` (in a temporary workdir unless given); the figures the page uses."""
-    tmp = workdir is None
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="run_", dir=WORKDIRS))
-    try:
-        r = train_and_evaluate(config, workdir, dataset=dataset)
-    finally:
-        if tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return {"test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"], "amtl": r.get("amtl"),
-            "train_examples_per_sec": r["train_examples_per_sec"] or r["history"][0]["train_examples_per_sec"]}
-
-
 def grid(make_config, dataset, tables, vocabs: dict, block_bits: tuple, seeds, keep_full: bool = False) -> dict:
     """Full / dropped / every method at every BH size, over seeds; returns the JSON payload."""
     points = []
@@ -112,7 +99,7 @@ def grid(make_config, dataset, tables, vocabs: dict, block_bits: tuple, seeds, k
             workdir = WORKDIRS / f"full_seed{seed}" if keep_full and method == "full" else None
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
-            out = run(c, exp.dataset, workdir)
+            out = common.train_summary(c, exp.dataset, workdir)
             out.update(method=method, block_bits=t_bits, seed=seed, compression=comp, bytes=table_bytes(exp, tables),
                        rows={t: next(s.rows for l in exp.layouts.values() for s in l.specs if s.name == t) for t in tables})
             points.append(out)
@@ -154,7 +141,7 @@ def part_amtl(args) -> dict:
                 c.tables = {t: {"amtl": {"size_penalty": penalty}} for t in tables}
                 if start == "warm":
                     c.train.init_from = str(source)
-                out = run(c, dataset)
+                out = common.train_summary(c, dataset)
                 full = sum(v["full_bytes"] for v in out["amtl"].values())
                 kept = sum(v["bytes"] for v in out["amtl"].values())
                 out.update(seed=seed, start=start, penalty=penalty, bytes=kept, full_bytes=full,
