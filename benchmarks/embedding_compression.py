@@ -191,6 +191,11 @@ def compression_section(d: dict, title: str, plot: str) -> list[str]:
         for t, b, m, s, kept in table.get(method, []):
             lines.append(f"| {method} | {t if t is not None else ''} | {b:,} | {full_bytes / b:,.1f}x | {m:.4f} ± {s:.4f} | {100 * kept:.1f}% |")
     bh = {t: (b, m, kept) for t, b, m, s, kept in table["binary_code"]}
+    hashing = {t: m for t, b, m, s, kept in table.get("hash", [])}
+    near = sorted(bh, key=lambda t: abs(math.log(full_bytes / bh[t][0] / 100)))[:2]  # the two sizes nearest 100x
+    lines += ["", "Nearest 100x: " + "; ".join(
+        f"t = {t} ({full_bytes / bh[t][0]:,.0f}x): BH keeps {100 * bh[t][2]:.1f}% of the full table's lift, "
+        f"BH - hashing trick = {bh[t][1] - hashing[t]:+.4f} AUC" for t in sorted(near, reverse=True)) + "."]
     for method in ("hash", "double_hash", "qr"):
         wins = [t for t, b, m, s, kept in table.get(method, []) if t in bh and bh[t][1] > m]
         lines += ["", f"BH beats {method} at equal memory at {len(wins)} of {len(table.get(method, []))} sizes "
