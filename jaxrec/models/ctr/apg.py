@@ -60,22 +60,11 @@ class APGDNN(nn.Module):
         return mlp(x, condition_of(self, fields))[:, 0]
 
 
-class APGDCNv2(nn.Module):
-    """`batch -> logits [B]`: DCN-V2 (stacked) whose cross matrices are generated per instance."""
+class APGDCNv2(APGDNN):
+    """`batch -> logits [B]`: DCN-V2 (stacked) whose cross matrices are generated per instance
+    (the options of `APGDNN`, plus `num_cross`)."""
 
-    features: tuple[Feature, ...]
-    embed_dim: int = 16
-    hidden: Sequence[int] = (256, 128)
     num_cross: int = 2
-    rank: int = 8
-    overparam: int = 0
-    hypernet_hidden: Sequence[int] = (64, 32)
-    generate_bias: bool = True
-    low_rank: bool = True
-    condition: Sequence[str] = ()
-    stop_condition_grad: bool = False
-    embed_init_std: float = 1e-4
-    tables: tuple = ()
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
