@@ -337,6 +337,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     )
     if exp.amtl:
         result["amtl"] = export_amtl_dims(exp, best_params, workdir)
+    if hasattr(exp.model, "report"):  # a model's own summary of what it learned (e.g. FSCD's field selection)
+        result["model_report"] = exp.model.report(runtime.to_host(best_params["dense"]))
+        log.info("model report: %s", result["model_report"])
     if runtime.is_main():
         (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
     summaries = _Summaries(workdir / "tb")

@@ -56,4 +56,6 @@ def test_training_keeps_informative_fields_and_drops_noise(tmp_path):
     names = [f.name for f in data.features]
     assert sorted(select_fields(names, delta, exp.model.costs(), budget=exp.model.costs()[:3].sum())) == ["f0", "f1", "f2"]
     assert result["test"]["auc"] > 0.75
+    report = result["model_report"]  # what train.py records
+    assert sorted(report["selected"]) == ["f0", "f1", "f2"] and set(report["ranking"][:3]) == {"f0", "f1", "f2"}
     assert exp.model.costs().shape == (6,)

@@ -18,7 +18,8 @@ c_j = gamma_c * complexity_j + gamma_k * log(V_j) / log(max V) + gamma_d * D_j /
 term scaled to [0, 1] (EasyRec feeds raw cardinalities to the sigmoid, and uses `complexity`
 where it computed c_j, which the notes read as a bug). After training, fields are ranked by
 delta_j and `select_fields` keeps the best that fit a cost budget; a light pre-ranking model
-is then retrained on them (`config.fields`).
+is then retrained on them (`config.fields`). `train.py` records the keep probabilities, the
+ranking and the delta > 0.5 selection in `metrics.json` (`model_report`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class FSCD(nn.Module):
             self.sow(AUX_LOSSES, "fscd_complexity", self.complexity_weight * jnp.sum(jnp.asarray(self.costs()) * z.mean(0)))
             fields = fields * z[..., None]
         return MLP(self.hidden, out_dim=1)(fields.reshape(fields.shape[0], -1), train)[:, 0]
+
+
+    def report(self, dense_params) -> dict:
+        """What `train.py` records (`metrics.json` `model_report`): per-field keep probability and
+        cost, the fields ranked by keep probability, and those kept (delta > 0.5) with their cost."""
+        names, delta, costs = field_names(self.features), keep_probabilities(dense_params), self.costs()
+        kept = [n for n, d in zip(names, delta) if d > 0.5]
+        return {"keep": dict(zip(names, delta.round(4).tolist())), "cost": dict(zip(names, costs.round(4).tolist())),
+                "ranking": [names[j] for j in np.argsort(-delta, kind="stable")], "selected": kept,
+                "selected_cost": float(sum(c for n, c in zip(names, costs) if n in kept))}
 
 
 def keep_probabilities(params) -> np.ndarray:

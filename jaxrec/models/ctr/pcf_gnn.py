@@ -146,7 +146,7 @@ class CrossFeatureGNN(nn.Module):
         return self.predict(self.encode(senders, receivers, relations), a, b)
 
 
-def message_edges(stats: PairStats, offsets: dict, pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def message_edges(stats: PairStats, offsets: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both directions of every observed pair, typed by the sender's field."""
     fields = [f for f in offsets if f != "__total__"]
     field_of = np.zeros(offsets["__total__"], np.int32)
@@ -160,10 +160,10 @@ def message_edges(stats: PairStats, offsets: dict, pairs) -> tuple[np.ndarray, n
 
 def pretrain(stats: PairStats, offsets: dict, opts: CrossOptions, prior: float):
     """Pre-trains a `CrossFeatureGNN` on the pairs' smoothed CTRs; returns a scorer
-    `(a [N], b [N]) -> s^ [N]` (numpy) and the final weighted BCE."""
+    `(a [N], b [N]) -> s^ [N]` (numpy), the final weighted BCE and the parameter count."""
     fields = [f for f in offsets if f != "__total__"]
     model = CrossFeatureGNN(offsets["__total__"], len(fields), opts.dim, opts.layers)
-    senders, receivers, relations = (jnp.asarray(x) for x in message_edges(stats, offsets, opts.pairs))
+    senders, receivers, relations = (jnp.asarray(x) for x in message_edges(stats, offsets))
     a, b = jnp.asarray(stats.a), jnp.asarray(stats.b)
     target = jnp.asarray(stats.smoothed(prior, opts.smoothing))
     weight = jnp.asarray(stats.impressions / stats.impressions.sum())
