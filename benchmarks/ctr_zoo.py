@@ -72,7 +72,7 @@ def rows(data_dir: str) -> dict:
         "GIN": lambda s: config("gin", s, data_dir),
         "CiUBM (MIM)": lambda s: config("ciubm", s, data_dir),
         "CiUBM, ID branch only": ciubm_ids_only,
-        "CiUBM, no C-SFT": lambda s: config("ciubm", s, data_dir, content_sft=False),
+        "CiUBM, no C-SFT": lambda s: config("ciubm", s, data_dir, content_steps=(200, 0)),
         "APG-DNN": lambda s: config("apg_dnn", s, data_dir),
         "APG-DCNv2": lambda s: config("apg_dcnv2", s, data_dir),
         "DNN + PCF-GNN cross features": lambda s: config("pcf_gnn", s, data_dir),

@@ -9,7 +9,8 @@ import pytest
 from jaxrec.train.cli import eval_main, train_main
 from tests.conftest import ROOT
 
-CONFIGS = {"din": [], "gin": [], "ciubm": [], "apg_dcnv2": [], "pcf_gnn": ["--config.cross_features.steps=20"]}
+CONFIGS = {"din": [], "gin": [], "ciubm": ["--config.model.content_steps=(20, 40)"], "apg_dcnv2": [],
+           "pcf_gnn": ["--config.cross_features.steps=20"]}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -170,7 +170,7 @@ class CiUBM(nn.Module):
     activation: str = "prelu"
     normalize: str = "softmax"
     content_dim: int = 32
-    content_sft: bool = True   # False: stage 1 only (the ablation without C-SFT)
+    content_steps: tuple[int, int] = (200, 400)  # (alignment, C-SFT) steps; (200, 0): the ablation without C-SFT
     use_content: bool = True   # False: the ID branch alone
     target: str = "item_id"
     history: str = "hist_item"
@@ -188,7 +188,8 @@ class CiUBM(nn.Module):
         target = options.get("target", "item_id")
         pairs = behaviour_pairs(train["user_id"], train["timestamp"], train[target])
         popularity = np.bincount(train[target], minlength=dataset.side["item_title"].shape[0]).astype(float) + 1.0
-        opts = ContentOptions(dim=options.get("content_dim", 32), sft_steps=ContentOptions.sft_steps if options.get("content_sft", True) else 0)
+        align, sft = options.get("content_steps", cls.content_steps)
+        opts = ContentOptions(dim=options.get("content_dim", 32), align_steps=int(align), sft_steps=int(sft))
         vectors, _ = train_content_encoder(dataset.side, pairs, popularity, opts)
         return {"content": Frozen(vectors.astype(np.float32))}
 
