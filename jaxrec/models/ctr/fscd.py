@@ -79,6 +79,7 @@ class FSCD(nn.Module):
     tables: tuple = ()
 
     def costs(self) -> np.ndarray:
+        """c_j `[F]` of this model's fields (`field_costs`)."""
         return field_costs(self.features, self.embed_dim, dict(self.complexity), tuple(self.gammas))
 
     @nn.compact

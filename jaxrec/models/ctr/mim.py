@@ -76,6 +76,7 @@ class ContentEncoder(nn.Module):
         self.fuse = MLP((self.dim,), out_dim=self.dim)
 
     def views(self, content: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(title view, genre + year view), each `[N, dim]`, of content columns `[N, ...]`."""
         title = pool(self.words(content["item_title"]), content["item_title_length"], "mean")
         meta = pool(self.genres(content["item_genres"]), content["item_genres_length"], "mean") + self.years(content["item_year"])
         return self.title_head(title), self.meta_head(meta)
@@ -86,6 +87,7 @@ class ContentEncoder(nn.Module):
 
 
 def normalize(x: jax.Array) -> jax.Array:
+    """Rows `[..., d]` scaled to unit length (zero rows stay ~zero)."""
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 

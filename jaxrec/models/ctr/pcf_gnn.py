@@ -68,6 +68,7 @@ class CrossOptions:
 
     @classmethod
     def from_config(cls, cfg) -> "CrossOptions":
+        """From `config.cross_features`; unknown keys raise ConfigError naming them."""
         opts = dict(cfg)
         known = {f.name for f in dataclasses.fields(cls)}
         if set(opts) - known:
@@ -87,6 +88,7 @@ class PairStats:
     clicks: np.ndarray
 
     def smoothed(self, prior: float, m: float) -> np.ndarray:
+        """(clicks + m prior) / (impressions + m), `[E]`."""
         return (self.clicks + m * prior) / (self.impressions + m)
 
     def table_bytes(self) -> int:
