@@ -42,8 +42,9 @@ PARTS = ("zoo", "apg", "fscd")
 LAMBDAS = (0.003, 0.01, 0.03, 0.1)
 
 
-def config(name: str, seed: int, data_dir: str, **model):
-    c = load_config_file(str(common.ROOT / "configs" / f"{name}_movielens.py"))
+def config(file: str, seed: int, data_dir: str, **model):
+    """`configs/<file>_movielens.py` at `seed`, with `model` keys overridden (`name` included)."""
+    c = load_config_file(str(common.ROOT / "configs" / f"{file}_movielens.py"))
     c.dataset.data_dir, c.seed, c.train.progress_bar = data_dir, seed, False
     for k, v in model.items():
         c.model[k] = v
@@ -82,15 +83,21 @@ def rows(data_dir: str) -> dict:
 
 
 def part_zoo(args) -> dict:
+    """Every row x seed; runs already in `benchmarks/results/ctr_zoo_zoo.json` are kept (resume),
+    and the file is rewritten after each run."""
     dataset = build_dataset(config("din", 0, args.data_dir))
-    out = []
+    path = common.RESULTS / "ctr_zoo_zoo.json"
+    out = json.loads(path.read_text())["runs"] if path.is_file() and args.resume else []
     for name, make in rows(args.data_dir).items():
         if args.only and name not in args.only:
             continue
         for seed in args.seeds:
+            if any(r["model"] == name and r["seed"] == seed for r in out):
+                continue
             c = make(seed)
             r = common.train_summary(c, dataset)
             out.append({"model": name, "seed": seed, "config": c.model.to_dict(), **r})
+            common.write_json("ctr_zoo_zoo", {"seeds": args.seeds, "runs": out, "partial": True})
             print(f"{name} seed {seed}: test auc {r['test']['auc']:.4f} gauc {r['test']['gauc']:.4f} "
                   f"logloss {r['test']['logloss']:.4f}, {r['train_examples_per_sec'] or 0:,.0f} ex/s", flush=True)
     _, report = add_cross_features(dataset, CrossOptions())  # storage of the cross features, both ways
@@ -176,7 +183,7 @@ def mean_std(xs) -> tuple[float, float]:
     return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
 
 
-def zoo_section(d: dict) -> tuple[list[str], dict]:
+def zoo_section(d: dict) -> list[str]:
     by = {}
     for r in d["runs"]:
         by.setdefault(r["model"], []).append(r)
@@ -191,7 +198,7 @@ def zoo_section(d: dict) -> tuple[list[str], dict]:
         lines.append(f"| {m} | {s['auc'][0]:.4f} ± {s['auc'][1]:.4f} | {s['gauc'][0]:.4f} ± {s['gauc'][1]:.4f} | "
                      f"{s['logloss'][0]:.4f} | {rs[0]['num_params']['dense']:,} | {rs[0]['num_params']['sparse']:,} | "
                      f"{np.median([r['train_examples_per_sec'] or 0 for r in rs]):,.0f} |")
-    return lines + [""], stats
+    return lines + [""]
 
 
 def apg_section(d: dict) -> list[str]:
@@ -243,34 +250,36 @@ def plot_fscd(d: dict) -> None:
     plt.close(fig)
 
 
-def claims(stats: dict, data: dict) -> list[str]:
-    """Each paper's claim: reproduced / not reproduced / not testable here, with the numbers."""
-    def diff(a, b, k):
-        return stats[a][k][0] - stats[b][k][0]
+def claims(data: dict) -> list[str]:
+    """Each paper's claim: reproduced / not reproduced / not testable here, with the numbers.
+    Model comparisons are paired by seed (same split, same seed): 'reproduced' when every
+    seed's difference is positive, 'not reproduced' when every one is negative, else 'mixed'."""
+    runs = {}
+    for r in data.get("zoo", {}).get("runs", []):
+        runs.setdefault(r["model"], {})[r["seed"]] = r["test"]
 
-    def verdict(x, noise):
-        return "reproduced" if x > noise else ("not reproduced" if x < -noise else "not reproduced (within noise)")
+    def paired(a: str, b: str, k: str) -> tuple[str, str]:
+        seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
+        d = np.array([runs[a][s][k] - runs[b][s][k] for s in seeds])
+        verdict = "reproduced" if np.all(d > 0) else ("not reproduced" if np.all(d < 0) else "mixed: within seed noise")
+        return f"{d.mean():+.4f} (per seed {', '.join(f'{x:+.4f}' for x in d)})", verdict
 
     base = "DNN (no history)"
-    noise = lambda m, k: 2 * max(stats[m][k][1], stats[base][k][1])  # noqa: E731
-    lines = ["## Each paper's claim", "", "| claim | here | verdict |", "|---|---|---|"]
+    lines = ["## Each paper's claim", "", "Differences are paired by seed (model minus reference, test split).", "",
+             "| claim | here | verdict |", "|---|---|---|"]
     for m in ("DIN", "GIN", "CiUBM (MIM)"):
-        if m in stats:
-            x = diff(m, base, "gauc")
-            lines.append(f"| {m} with history beats DNN without history (GAUC) | {x:+.4f} | {verdict(x, noise(m, 'gauc'))} |")
-    if "GIN" in stats and "DIN" in stats:
-        x = diff("GIN", "DIN", "auc")
-        lines.append(f"| GIN beats DIN (AUC; the paper: offline AUC gain, online CTR gain) | {x:+.4f} | {verdict(x, noise('GIN', 'auc'))} |")
-    if "CiUBM (MIM)" in stats:
+        if m in runs and base in runs:
+            lines.append(f"| {m} with history beats DNN without history (GAUC) | %s | %s |" % paired(m, base, "gauc"))
+    if "GIN" in runs and "DIN" in runs:
+        lines.append("| GIN beats DIN (AUC; the paper: offline AUC gain, online CTR gain) | %s | %s |" % paired("GIN", "DIN", "auc"))
+    if "CiUBM (MIM)" in runs:
         for ref in ("CiUBM, ID branch only", "CiUBM, no C-SFT"):
-            if ref in stats:
-                x = diff("CiUBM (MIM)", ref, "auc")
-                lines.append(f"| CiUBM's content branch / C-SFT helps: vs {ref} (AUC) | {x:+.4f} | {verdict(x, noise('CiUBM (MIM)', 'auc'))} |")
+            if ref in runs:
+                lines.append(f"| CiUBM's content interest / C-SFT helps: vs {ref} (AUC) | %s | %s |" % paired("CiUBM (MIM)", ref, "auc"))
         lines.append("| MIM: +14.14% CTR, +4.12% RPM online | - | not testable here (online A/B test) |")
     for m, ref in (("APG-DNN", "DNN (no history)"), ("APG-DCNv2", "DCNv2 (no history)")):
-        if m in stats and ref in stats:
-            x = diff(m, ref, "auc")
-            lines.append(f"| {m} beats {ref.split(' ')[0]} (AUC; paper up to +0.2%) | {x:+.4f} | {verdict(x, noise(m, 'auc'))} |")
+        if m in runs and ref in runs:
+            lines.append(f"| {m} beats {ref.split(' ')[0]} (AUC; paper up to +0.2%%) | %s | %s |" % paired(m, ref, "auc"))
     if "apg" in data:
         v = {x["variant"]: x for x in data["apg"]["variants"]}
         t = v["APG-DNN"]["step_ms"] / v["APG-DNN, naive generator"]["step_ms"] - 1
@@ -278,9 +287,8 @@ def claims(stats: dict, data: dict) -> list[str]:
         lines.append(f"| APG: -38.7% time, -96.6% memory against naive generation | {100 * t:+.1f}% time, {100 * mem:+.1f}% memory (APG-DNN) | "
                      f"{'reproduced' if t < 0 and mem < -0.5 else 'not reproduced'} (direction; CPU here) |")
     for ref in ("DNN (no history)", "DNN + explicit cross statistics"):
-        if "DNN + PCF-GNN cross features" in stats and ref in stats:
-            x = diff("DNN + PCF-GNN cross features", ref, "auc")
-            lines.append(f"| PCF-GNN's cross features beat {ref} (AUC) | {x:+.4f} | {verdict(x, noise(ref, 'auc'))} |")
+        if "DNN + PCF-GNN cross features" in runs and ref in runs:
+            lines.append(f"| PCF-GNN's cross features beat {ref} (AUC) | %s | %s |" % paired("DNN + PCF-GNN cross features", ref, "auc"))
     if "pcf_memory" in data.get("zoo", {}):
         m = data["zoo"]["pcf_memory"]
         x = 1 - m["pcf_gnn"] / m["explicit"]
@@ -300,11 +308,9 @@ def write_doc() -> None:
     lines = ["# The seed CTR models on MovieLens-100K with behaviours", "",
              "Generated by `benchmarks/ctr_zoo.py` (module docstring: the protocol). Commands and machines:", ""]
     lines += [f"- {p}: `{d['command']}` on {common.machine_line(d['machine'])}" for p, d in data.items()] + [""]
-    stats = {}
     if "zoo" in data:
-        section, stats = zoo_section(data["zoo"])
-        lines += section
-    lines += claims(stats, data)
+        lines += zoo_section(data["zoo"])
+    lines += claims(data)
     if "apg" in data:
         lines += apg_section(data["apg"])
     if "fscd" in data:
@@ -319,6 +325,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="zoo: only these rows")
+    parser.add_argument("--resume", action="store_true", help="zoo: keep the runs already in its JSON")
     parser.add_argument("--data_dir", default=common.default_data_dir())
     args = parser.parse_args()
     if args.part != "doc":
