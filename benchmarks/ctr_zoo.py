@@ -39,7 +39,7 @@ from jaxrec.train.config import build_dataset
 from jaxrec.train.loop import build, train_and_evaluate
 
 PARTS = ("zoo", "apg", "fscd")
-LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+LAMBDAS = (0.003, 0.01, 0.015, 0.02, 0.03, 0.1)
 
 
 def config(file: str, seed: int, data_dir: str, **model):
