@@ -138,6 +138,7 @@ def test_every_config_file_validates_and_builds():
     with exactly the options it sets (on stand-in features; the datasets are not loaded)."""
     from tests.conftest import ROOT
     from jaxrec.models import MODELS
+    from jaxrec.models.frozen import Frozen
     from jaxrec.train.cli import load_config_file
     from jaxrec.train.config import validate
 
@@ -147,7 +148,8 @@ def test_every_config_file_validates_and_builds():
         c = load_config_file(str(path))
         validate(c)
         options = {k: v for k, v in c.model.to_dict().items() if k != "name"}
-        model = build_model(c.model.name, FEATURES, **options)
+        stand_ins = {f: Frozen(np.zeros(1)) for f in getattr(MODELS[c.model.name], "DATA_FIELDS", ())}  # e.g. GIN's graph
+        model = build_model(c.model.name, FEATURES, **options, **stand_ins)
         assert type(model) is MODELS[c.model.name], path.name
         for k, v in options.items():
             assert getattr(model, k) == (tuple(v) if isinstance(v, list) else v), (path.name, k)
