@@ -32,7 +32,8 @@ import numpy as np
 
 import common
 from jaxrec.data import batching
-from jaxrec.models.ctr.fscd import field_costs, keep_probabilities
+from jaxrec.embedding import field_names
+from jaxrec.models.ctr.fscd import field_costs, keep_probabilities, select_fields
 from jaxrec.models.ctr.pcf_gnn import CrossOptions, add_cross_features
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
@@ -138,7 +139,7 @@ def part_apg(args) -> dict:
 
 def part_fscd(args) -> dict:
     dataset = build_dataset(config("din", 0, args.data_dir))
-    fields = [f.name for f in dataset.features if getattr(f, "combiner", "field") is not None]
+    fields = field_names(dataset.features)
     costs = field_costs(tuple(f for f in dataset.features if f.name in fields), 16)
     rng = np.random.default_rng(0)
     out = {"fields": fields, "costs": costs.tolist(), "selections": [], "random": []}
@@ -161,13 +162,11 @@ def part_fscd(args) -> dict:
             r = light(seed, chosen)
             out["selections"].append({"seed": seed, "lambda": lam, "keep": delta.tolist(), "chosen": chosen, "cost": cost, **r})
             print(f"seed {seed} lambda {lam}: {len(chosen)} fields {chosen}, cost {cost:.2f}: light test auc {r['test']['auc']:.4f}", flush=True)
-            # a random subset of (about) the same cost: fields in random order while they fit
-            order = rng.permutation(len(fields))
-            pick, spent = [], 0.0
-            for j in order:
-                if spent + costs[j] <= cost + 1e-9:
-                    pick.append(fields[j])
-                    spent += float(costs[j])
+            # a random subset of (about) the same cost: fields in a random order while they fit
+            order = np.empty(len(fields))
+            order[rng.permutation(len(fields))] = -np.arange(len(fields))  # select_fields takes the largest first
+            pick = select_fields(fields, order, costs, cost)
+            spent = float(sum(costs[fields.index(f)] for f in pick))
             r = light(seed, pick)
             out["random"].append({"seed": seed, "lambda": lam, "chosen": pick, "cost": spent, **r})
         r = light(seed, fields)

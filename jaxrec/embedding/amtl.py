@@ -153,9 +153,12 @@ class AMTLMask(nn.Module):
         x = u[..., None]
         return x * self.high(x) + (1.0 - x) * self.low(x) + self.size_bias
 
-    def expected_size(self, u: jax.Array) -> jax.Array:
-        """E[size] = sum_j P_j `[...]` under softmax(logits), in 1..dim (what the penalty weighs)."""
-        return jnp.sum(jax.nn.softmax(self.logits(u), -1) * jnp.arange(1, self.dim + 1), -1)
+    def mask_and_size(self, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(mask `[..., dim]`, E[size] = sum_j P_j `[...]` in 1..dim, what the penalty weighs), from
+        one evaluation of the twins."""
+        logits = self.logits(u)
+        size = jnp.sum(jax.nn.softmax(logits, -1) * jnp.arange(1, self.dim + 1), -1)
+        return straight_through_mask(logits), size
 
     def __call__(self, u: jax.Array) -> jax.Array:
         return straight_through_mask(self.logits(u))

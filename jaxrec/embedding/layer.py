@@ -157,6 +157,17 @@ def apply_capacity(lengths: jnp.ndarray, capacity: int) -> tuple[jnp.ndarray, jn
     return kept, jnp.sum(lengths - kept)
 
 
+def is_field(feature: Feature) -> bool:
+    """True for the features `EmbeddingLayer` returns as fields (all but the unpooled sequences,
+    `combiner=None`, which it returns apart with `return_sequences`)."""
+    return not (isinstance(feature, Sequence) and feature.combiner is None)
+
+
+def field_names(features: tuple[Feature, ...]) -> list[str]:
+    """Names of the features that are fields of `EmbeddingLayer`'s output, in its field order."""
+    return [f.name for f in features if is_field(f)]
+
+
 def rows_name(base: str, stack: str) -> str:
     """Perturbation / sown-id name of a gather from `stack` (plain `base` for the default stack)."""
     return base if stack == STACKED else f"{base}:{stack}"
@@ -244,11 +255,11 @@ class EmbeddingLayer(nn.Module):
         def masked(f, vectors):  # AMTL: each value keeps its learned number of dimensions
             if table_name(f) not in masks:
                 return vectors
-            mask, penalty = masks[table_name(f)]
-            u = batch[frequency_key(f.name)]
+            module, penalty = masks[table_name(f)]
+            mask, size = module.mask_and_size(batch[frequency_key(f.name)])
             if not self.is_initializing() and penalty:
-                self.sow(AUX_LOSSES, f"amtl_size/{f.name}", penalty * jnp.mean(mask.expected_size(u)) / self.dim)
-            return vectors * mask(u)
+                self.sow(AUX_LOSSES, f"amtl_size/{f.name}", penalty * jnp.mean(size) / self.dim)
+            return vectors * mask
 
         def compressed(f, ids):  # a compressed table: K rows per id, fused
             scheme = schemes[table_name(f)]
@@ -276,7 +287,7 @@ class EmbeddingLayer(nn.Module):
                 s, offset = where[table_name(f)]
                 tokens = (compressed(f, batch[f.name]) if table_name(f) in schemes else
                           self._gather(arrays[s], batch[f.name] + offset, f"{ROWS}_{f.name}", s))
-                if f.combiner is None:  # a sequence for attention, not a field
+                if not is_field(f):  # a sequence for attention
                     sequences[f.name] = masked(f, tokens)
                     continue
                 lengths = batch[lengths_key(f.name)]

@@ -27,6 +27,11 @@ def length_mask(lengths: jax.Array, max_len: int) -> jax.Array:
     return jnp.arange(max_len)[None, :] < lengths[:, None]
 
 
+def masked_softmax(scores: jax.Array, valid: jax.Array) -> jax.Array:
+    """Softmax of `scores [B, L]` over the valid positions `[B, L]`; all-invalid rows give zeros."""
+    return jax.nn.softmax(jnp.where(valid, scores, -1e9), axis=-1) * valid
+
+
 class TargetAttention(nn.Module):
     """DIN activation unit: query `[B, D]`, keys `[B, L, D]`, lengths `[B]` -> interest `[B, D]`
     (values = keys unless given, `[B, L, Dv]` -> `[B, Dv]`)."""
@@ -41,7 +46,7 @@ class TargetAttention(nn.Module):
         scores = MLP(self.hidden, activation=self.activation, out_dim=1)(jnp.concatenate([keys, q, keys - q, keys * q], -1))[..., 0]
         valid = length_mask(lengths, keys.shape[1])
         if self.normalize == "softmax":
-            weights = jax.nn.softmax(jnp.where(valid, scores, -1e9), axis=-1) * valid
+            weights = masked_softmax(scores, valid)
         elif self.normalize == "none":
             weights = scores * valid
         else:

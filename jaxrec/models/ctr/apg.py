@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
-from jaxrec.models.ctr.din import field_names
+from jaxrec.embedding import EmbeddingLayer, field_names
 from jaxrec.nn import MLP
 from jaxrec.nn.apg import APGDense, APGMLP
 

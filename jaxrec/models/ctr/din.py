@@ -17,14 +17,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature, lengths_key
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import EmbeddingLayer, field_names
 from jaxrec.nn import MLP
 from jaxrec.nn.behaviour import TargetAttention
-
-
-def field_names(features: tuple[Feature, ...]) -> list[str]:
-    """Names of the features that are fields of `EmbeddingLayer`'s output (not unpooled sequences)."""
-    return [f.name for f in features if getattr(f, "combiner", "field") is not None]
 
 
 def target_and_history(model, batch, fields: jnp.ndarray, sequences: dict):

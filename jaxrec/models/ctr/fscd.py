@@ -32,8 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import AUX_LOSSES, EmbeddingLayer
-from jaxrec.models.ctr.din import field_names
+from jaxrec.embedding import AUX_LOSSES, EmbeddingLayer, field_names
 from jaxrec.nn import MLP
 
 

@@ -38,7 +38,7 @@ from jaxrec.embedding.layer import pool
 from jaxrec.models.ctr.din import target_and_history
 from jaxrec.models.frozen import Frozen
 from jaxrec.nn import MLP
-from jaxrec.nn.behaviour import TargetAttention, length_mask
+from jaxrec.nn.behaviour import TargetAttention, length_mask, masked_softmax
 
 SIDE_KEYS = ("item_title", "item_title_length", "item_genres", "item_genres_length", "item_year")
 
@@ -208,7 +208,6 @@ class CiUBM(nn.Module):
             q = nn.Dense(self.content_dim, name="content_q")(c_target)
             k, v = nn.Dense(self.content_dim, name="content_k")(c_hist), nn.Dense(self.content_dim, name="content_v")(c_hist)
             scores = jnp.einsum("bd,bld->bl", q, k) / jnp.sqrt(self.content_dim)
-            valid = length_mask(lengths, c_hist.shape[1])
-            w = jax.nn.softmax(jnp.where(valid, scores, -1e9), -1) * valid
+            w = masked_softmax(scores, length_mask(lengths, c_hist.shape[1]))
             parts += [jnp.einsum("bl,bld->bd", w, v), c_target]
         return MLP(self.hidden, activation=self.activation, out_dim=1)(jnp.concatenate(parts, -1), train)[:, 0]
