@@ -118,7 +118,8 @@ def load_criteo(
     seen: dict[str, dict[str, int]] = {f.name: {} for f in cat_specs}
     parts: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
 
-    for start, batch in _batches(path, chunk_rows, max_rows):
+    types = {"label": pa.int64(), **{c: pa.int64() for c in INT_COLUMNS}, **{c: pa.string() for c in CAT_COLUMNS}}
+    for start, batch in _batches(path, types, _dac_line_error, chunk_rows, max_rows):
         labels = batch.column("label").to_numpy(zero_copy_only=False)
         parts["label"].append(check_binary_labels(labels, where=lambda i, s=start: _locate(path, s + i)))
         ints = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in INT_COLUMNS}
@@ -196,19 +197,20 @@ def _train_vocab(f: Categorical, ids: np.ndarray, train_rows: np.ndarray, seen: 
     return vocab, np.concatenate([[0], final]).astype(np.int32)
 
 
-def _batches(path: str, chunk_rows: int, max_rows: int | None) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Yields (0-based index of the batch's first row, batch of typed columns)."""
+def _batches(path: str, types: dict, line_error, chunk_rows: int, max_rows: int | None) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Yields (0-based index of the batch's first row, batch of typed columns) of a headerless
+    TSV file with the columns (and pyarrow types) of `types`. On a parse error, names the first
+    line `line_error(fields)` (a message, or None for a good line) rejects."""
     block = int(min(max(chunk_rows * _BYTES_PER_ROW, _MIN_BLOCK), _MAX_BLOCK))
-    types = {"label": pa.int64(), **{c: pa.int64() for c in INT_COLUMNS}, **{c: pa.string() for c in CAT_COLUMNS}}
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=block),
+            read_options=pacsv.ReadOptions(column_names=list(types), block_size=block),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
             convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True),
         )
     except pa.ArrowInvalid as e:
-        raise _malformed(path, e) from None
+        raise _malformed(path, e, line_error) from None
     start = 0
     while max_rows is None or start < max_rows:
         try:
@@ -216,7 +218,7 @@ def _batches(path: str, chunk_rows: int, max_rows: int | None) -> Iterator[tuple
         except StopIteration:
             return
         except pa.ArrowInvalid as e:
-            raise _malformed(path, e) from None
+            raise _malformed(path, e, line_error) from None
         if max_rows is not None:
             batch = batch.slice(0, max_rows - start)
         yield start, batch
@@ -240,22 +242,29 @@ def _locate(path: str, row: int) -> str:
     return f"{path}: row {row}"
 
 
-def _malformed(path: str, error: Exception) -> DataError:
+def _malformed(path: str, error: Exception, line_error) -> DataError:
     """pyarrow could not parse the file: re-reads it line by line to name the first bad line."""
     for line_no, raw in _lines(path):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             return DataError(f"{path}:{line_no}: not valid UTF-8")
-        fields = line.split("\t")
-        if len(fields) != len(COLUMNS):
-            return DataError(f"{path}:{line_no}: expected {len(COLUMNS)} tab-separated fields, got {len(fields)}")
-        if not _is_int64(fields[0]):
-            return DataError(f"{path}:{line_no}: label {fields[0]!r} is not 0 or 1")
-        for name, value in zip(INT_COLUMNS, fields[1:]):
-            if value and not _is_int64(value):
-                return DataError(f"{path}:{line_no}: column {name} expects an integer or nothing, got {value!r}")
-    return DataError(f"{path}: not a valid Criteo TSV file: {error}")
+        message = line_error(line.split("\t"))
+        if message:
+            return DataError(f"{path}:{line_no}: {message}")
+    return DataError(f"{path}: not a valid TSV file of this format: {error}")
+
+
+def _dac_line_error(fields: list[str]) -> str | None:
+    """What is wrong with one split line of a display-advertising file, or None."""
+    if len(fields) != len(COLUMNS):
+        return f"expected {len(COLUMNS)} tab-separated fields, got {len(fields)}"
+    if not _is_int64(fields[0]):
+        return f"label {fields[0]!r} is not 0 or 1"
+    for name, value in zip(INT_COLUMNS, fields[1:]):
+        if value and not _is_int64(value):
+            return f"column {name} expects an integer or nothing, got {value!r}"
+    return None
 
 
 def _is_int64(text: str) -> bool:

@@ -3,7 +3,8 @@
 AUC is the Mann-Whitney statistic with tied scores given their average rank (equal to the
 area under the ROC curve with ties counted as half). GAUC (Zhou et al., DIN, KDD 2018) is
 the impression-weighted mean of per-group AUCs over groups that have both classes.
-Logloss is computed from logits (stable for confident predictions).
+Logloss is computed from logits (stable for confident predictions). PR-AUC is average
+precision (the step-wise area under the precision-recall curve).
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
     """Impression-weighted mean AUC over groups `[N]` having both classes; NaN if none."""
     a, w = _grouped_auc(np.asarray(labels).ravel(), np.asarray(scores, np.float64).ravel(), np.asarray(groups).ravel())
     return float(np.sum(a * w) / np.sum(w)) if len(a) else float("nan")
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """PR-AUC as average precision of scores `[N]` for binary labels `[N]`: sum over the distinct
+    score thresholds, high to low, of precision times the recall gained (tied scores form one
+    step, as scikit-learn's `average_precision_score`); NaN without positives."""
+    y = np.asarray(labels, np.float64).ravel()
+    s = np.asarray(scores, np.float64).ravel()
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # the end of each run of equal scores
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall_gain = np.diff(np.r_[0.0, tp]) / y.sum()
+    return float(np.sum(precision * recall_gain))
 
 
 def logloss(labels: np.ndarray, logits: np.ndarray) -> float:

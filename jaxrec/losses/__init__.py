@@ -1,0 +1,1 @@
+"""Losses beyond plain cross-entropy: the delayed-feedback family (`delayed_feedback`)."""
