@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from jaxrec.train import metrics
 
@@ -18,6 +18,16 @@ def test_auc_matches_sklearn_with_heavy_ties():
     y = rng.integers(0, 2, 20_000)
     s = np.round(rng.normal(size=20_000) + y * 0.5, 1)  # many ties
     assert metrics.auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_average_precision_hand_case_and_sklearn_with_ties():
+    # ranked: 0.9 (pos), 0.5 (pos, neg tied), 0.1 (neg): precision 1 at recall 1/2, 2/3 at recall 1.
+    assert metrics.average_precision(np.array([1, 1, 0, 0]), np.array([0.9, 0.5, 0.5, 0.1])) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 20_000)
+    s = np.round(rng.normal(size=20_000) + y * 0.5, 1)
+    assert metrics.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert np.isnan(metrics.average_precision(np.zeros(3), np.ones(3)))
 
 
 def test_gauc_is_impression_weighted_mean_of_group_aucs():
