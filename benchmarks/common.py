@@ -56,6 +56,14 @@ def command() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
 
+def mean_std(xs) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    import numpy as np
+
+    xs = np.asarray(xs, float)
+    return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -177,16 +177,11 @@ def part_fscd(args) -> dict:
 # ---------------------------------------------------------------------------------------- page
 
 
-def mean_std(xs) -> tuple[float, float]:
-    xs = np.asarray(xs, float)
-    return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
-
-
 def zoo_section(d: dict) -> list[str]:
     by = {}
     for r in d["runs"]:
         by.setdefault(r["model"], []).append(r)
-    stats = {m: {k: mean_std([r["test"][k] for r in rs]) for k in ("auc", "gauc", "logloss")} for m, rs in by.items()}
+    stats = {m: {k: common.mean_std([r["test"][k] for r in rs]) for k in ("auc", "gauc", "logloss")} for m, rs in by.items()}
     lines = ["## Every model (MovieLens-100K with behaviours)", "",
              f"{len(d['seeds'])} seeds ({', '.join(map(str, d['seeds']))}); test metrics at the best valid epoch; "
              "examples/s is the median train throughput (2 CPU cores).", "",
@@ -226,8 +221,8 @@ def fscd_section(d: dict) -> list[str]:
     for lam in (*LAMBDAS, 0.0):
         sel = [s for s in d["selections"] if s["lambda"] == lam]
         rnd = [s for s in d["random"] if s["lambda"] == lam]
-        m = mean_std([s["test"]["auc"] for s in sel])
-        rand = f"{mean_std([s['test']['auc'] for s in rnd])[0]:.4f} (cost {np.mean([s['cost'] for s in rnd]):.2f})" if rnd else "-"
+        m = common.mean_std([s["test"]["auc"] for s in sel])
+        rand = f"{common.mean_std([s['test']['auc'] for s in rnd])[0]:.4f} (cost {np.mean([s['cost'] for s in rnd]):.2f})" if rnd else "-"
         label = f"{lam:g}" if lam else "all fields"
         lines.append(f"| {label} | {', '.join(sel[0]['chosen'])} | {np.mean([s['cost'] for s in sel]):.2f} | "
                      f"{m[0]:.4f} ± {m[1]:.4f} | {rand} |")

@@ -155,17 +155,12 @@ def part_amtl(args) -> dict:
 # ---------------------------------------------------------------------------------------- page
 
 
-def mean_std(xs) -> tuple[float, float]:
-    xs = np.asarray(xs, float)
-    return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
-
-
 def curve(d: dict) -> dict:
     """`{method: [(t, bytes, mean auc, std, kept, field kept)]}` (full and dropped: one point each):
     kept = (AUC - 0.5) / (full - 0.5); field kept = (AUC - dropped) / (full - dropped), the share
     of what the compressed field itself adds."""
-    full = mean_std([p["test"]["auc"] for p in d["points"] if p["method"] == "full"])[0]
-    dropped = mean_std([p["test"]["auc"] for p in d["points"] if p["method"] == "dropped"])[0]
+    full = common.mean_std([p["test"]["auc"] for p in d["points"] if p["method"] == "full"])[0]
+    dropped = common.mean_std([p["test"]["auc"] for p in d["points"] if p["method"] == "dropped"])[0]
     out = {}
     for p in d["points"]:
         out.setdefault(p["method"], {}).setdefault(p["block_bits"], []).append(p)
@@ -173,7 +168,7 @@ def curve(d: dict) -> dict:
     for method, by_t in out.items():
         rows = []
         for t, ps in by_t.items():
-            m, s = mean_std([p["test"]["auc"] for p in ps])
+            m, s = common.mean_std([p["test"]["auc"] for p in ps])
             rows.append((t, ps[0]["bytes"], m, s, (m - 0.5) / (full - 0.5), (m - dropped) / (full - dropped)))
         table[method] = sorted(rows, key=lambda r: -r[1])
     return table
@@ -245,8 +240,8 @@ def amtl_section(d: dict, full_auc: tuple[float, float]) -> list[str]:
     for start in ("scratch", "warm"):
         for lam in d["penalties"]:
             ps = [p for p in d["points"] if p["start"] == start and p["penalty"] == lam]
-            m, s = mean_std([p["test"]["auc"] for p in ps])
-            saved = mean_std([1 - p["bytes"] / p["full_bytes"] for p in ps])
+            m, s = common.mean_std([p["test"]["auc"] for p in ps])
+            saved = common.mean_std([1 - p["bytes"] / p["full_bytes"] for p in ps])
             lines.append(f"| {start} | {lam:g} | {m:.4f} ± {s:.4f} | {m - full_auc[0]:+.4f} | {100 * saved[0]:.1f}% ± {100 * saved[1]:.1f} "
                          f"| {int(np.mean([p['bytes'] for p in ps])):,} / {ps[0]['full_bytes']:,} | "
                          f"{','.join(str(p['best_epoch']) for p in ps)} |")
@@ -299,7 +294,7 @@ def write_doc() -> None:
         plot_curve(data["movielens"], common.DOCS / "embedding_compression_movielens.png", "MovieLens-100K: user_id and item_id")
         lines += compression_section(data["movielens"], "AUC against memory: MovieLens-100K", "embedding_compression_movielens.png")
     if "amtl" in data:
-        full = mean_std([p["test"]["auc"] for p in data["movielens"]["points"] if p["method"] == "full"])
+        full = common.mean_std([p["test"]["auc"] for p in data["movielens"]["points"] if p["method"] == "full"])
         plot_amtl(data["amtl"], full[0], common.DOCS / "embedding_amtl.png")
         lines += amtl_section(data["amtl"], full)
     common.write_page("embedding_compression.md", lines)

@@ -21,7 +21,6 @@ import functools
 from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
