@@ -48,19 +48,19 @@ def median_ms(fn, args, repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
-def bench_bags(repeats: int) -> list[dict]:
+def bench_bags(repeats: int, rows: list, save) -> None:
+    """Appends one row per table shape to `rows`, calling `save()` after each."""
     import jax
     import jax.numpy as jnp
 
     from pallas_kernels.embedding_bag import embedding_bag
 
-    rows = []
     for V, D in BAG_SHAPES:
-        rng = np.random.default_rng(0)
-        table = jnp.asarray(rng.normal(size=(V, D)).astype(np.float32))
-        ids = jnp.asarray(rng.integers(0, V, size=(BAGS, BAG_LEN)), jnp.int32)
+        k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)  # drawn on the device: a 10^7-row table is 2.5 GB
+        table = jax.random.normal(k1, (V, D), jnp.float32)
+        ids = jax.random.randint(k2, (BAGS, BAG_LEN), 0, V, jnp.int32)
         lengths = jnp.full((BAGS,), BAG_LEN, jnp.int32)
-        g = jnp.asarray(rng.normal(size=(BAGS, D)).astype(np.float32))
+        g = jax.random.normal(k3, (BAGS, D), jnp.float32)
         row = {"V": V, "D": D, "bytes_read": BAGS * BAG_LEN * D * 4}
         for impl in ("pallas", "xla"):
             op = functools.partial(embedding_bag, combiner="sum", implementation=impl)
@@ -70,17 +70,17 @@ def bench_bags(repeats: int) -> list[dict]:
             row[f"{impl}_fwd_bwd_ms"] = median_ms(grad, (table,), repeats)
         row["fwd_gbps_pallas"] = row["bytes_read"] / row["pallas_fwd_ms"] / 1e6
         rows.append(row)
+        save()
         print(row, flush=True)
-    return rows
 
 
-def bench_attention(repeats: int) -> list[dict]:
+def bench_attention(repeats: int, rows: list, save) -> None:
+    """Appends one row per (shape, dtype) to `rows`, calling `save()` after each."""
     import jax
     import jax.numpy as jnp
 
     from pallas_kernels.field_attention import field_attention
 
-    rows = []
     for shape in ATTN_SHAPES:
         for dtype in (jnp.float32, jnp.bfloat16):
             rng = np.random.default_rng(0)
@@ -95,8 +95,8 @@ def bench_attention(repeats: int) -> list[dict]:
                 row[f"{impl}_fwd_ms"] = median_ms(fwd, (q, k, v, w), repeats)
                 row[f"{impl}_fwd_bwd_ms"] = median_ms(grad, (q, k, v, w), repeats)
             rows.append(row)
+            save()
             print(row, flush=True)
-    return rows
 
 
 def device() -> dict:
@@ -146,10 +146,14 @@ def main() -> None:
             parser.error(f"needs a GPU; JAX's backend is {jax.default_backend()!r}")
         m = common.machine()
         payload = {"command": common.command(), "device": device(), "date": m["date"], "git_commit": args.commit or m["git_commit"],
-                   "repeats": args.repeats, "gpu_tests": args.gpu_tests or None,
-                   "embedding_bag": bench_bags(args.repeats), "field_attention": bench_attention(args.repeats)}
+                   "repeats": args.repeats, "gpu_tests": args.gpu_tests or None, "embedding_bag": [], "field_attention": []}
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "pallas_gpu.json").write_text(json.dumps(payload, indent=2))
+
+        def save():  # after every row, so a run cut short keeps what it measured
+            (Path(args.out) / "pallas_gpu.json").write_text(json.dumps(payload, indent=2))
+
+        bench_bags(args.repeats, payload["embedding_bag"], save)
+        bench_attention(args.repeats, payload["field_attention"], save)
     else:
         write_doc()
 

@@ -25,8 +25,9 @@ Three pieces, one semantics (ARCHITECTURE.md, "Reference before kernel")
     forms. The grid is one axis over blocks of ``block`` slices of the flattened ``B * H``
     axis (padded up to a multiple of it with zero slices); a program walks its slices with a
     ``fori_loop`` and does 2-D dots per slice (Triton does not lower batched 3-D dots
-    reliably). Tiles are upcast to float32 on load (bfloat16 inputs thus take float32 dots:
-    cheap at these sizes, and the reference's math), padded key columns are masked out of the
+    reliably). Tiles are upcast to float32 on load and the dots run at HIGHEST precision
+    (bfloat16 inputs thus take exact float32 dots, no TF32: cheap at these sizes, and the
+    reference's math), padded key columns are masked out of the
     softmax with an iota mask (``j < F``), and the forward saves the per-row logsumexp.
 ``_pallas_forward`` / ``_pallas_backward`` with ``variant='gpu'``  the Triton-lowerable form:
     F and Dh are zero-padded up to powers of two >= 16 (Triton block shapes; ``tl.dot`` needs
@@ -42,11 +43,11 @@ reference's math, differentiated by JAX). ``implementation='xla'`` forces the XL
 ``'pallas'`` the kernels of the current backend (an error on CPU unless interpreted).
 ``interpret=True`` runs the GPU form in Pallas' generic interpreter on any backend (what the
 CPU tests do); ``interpret=pltpu.InterpretParams()`` runs the TPU form in the TPU interpreter.
-Neither form has been run on real hardware from this repository: the tests run both in
-interpret mode and lower them with Pallas' Triton and Mosaic lowerings from CPU
-(``lower(lowering_platforms=('cuda',))`` / ``('tpu',)``); the backend compilers proper
-(Triton -> PTX, Mosaic -> TPU, which checks layouts of the small unaligned tiles) have not
-seen them, nor have the block sizes been tuned.
+The CPU tests run both forms in interpret mode and lower them with Pallas' Triton and
+Mosaic lowerings (``lower(lowering_platforms=('cuda',))`` / ``('tpu',)``). The GPU form has
+been compiled and run on an H100 (jax 0.11.2: ``tests/kernels/test_on_gpu.py``, timings in
+docs/results/pallas_gpu.md); the TPU form has not met a TPU (Mosaic checks the layouts of the
+small unaligned tiles only there), and the block sizes are untuned.
 
 Backward
 --------
@@ -112,11 +113,17 @@ def field_attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.A
 
 # --------------------------------------------------------------------------------- kernels
 
+# Full float32 dots: without it Triton takes TF32 on Ampere / Hopper GPUs (~1e-3 relative
+# error; measured on an H100, `tests/kernels/test_on_gpu.py`). The tiles are small, so the
+# exact path costs little (docs/results/pallas_gpu.md).
+DOT_PRECISION = jax.lax.Precision.HIGHEST
+
+
 def _dot(a, b, contract=(1, 0)):
     """2-D float32 dot contracting `a`'s axis `contract[0]` with `b`'s `contract[1]` (a transposed
     operand is folded into the dot: both lowerings take these dimension numbers)."""
     return jax.lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
-                               preferred_element_type=jnp.float32)
+                               precision=DOT_PRECISION, preferred_element_type=jnp.float32)
 
 
 def _scores(q, k, w, num_fields, scale):

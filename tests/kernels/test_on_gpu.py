@@ -45,28 +45,46 @@ def test_embedding_bag_kernel_values_and_grads(combiner, V, D, B, L, dtype):
         return lambda t: jnp.sum(op(t, ids, lengths).astype(jnp.float32) * g)
 
     got_g = jax.jit(jax.grad(loss(functools.partial(embedding_bag, combiner=combiner, implementation="pallas"))))(table)
-    want_g = jax.grad(loss(functools.partial(embedding_bag_reference, combiner=combiner)))(table)
-    np.testing.assert_allclose(np.asarray(got_g, np.float32), np.asarray(want_g, np.float32), **TOL[dtype])
+    # The exact gradient: the reference on the float32 table (a bfloat16 gradient sums many
+    # rows per id in bfloat16; the kernel's VJP accumulates in float32 and rounds once).
+    want_g = np.asarray(jax.grad(loss(functools.partial(embedding_bag_reference, combiner=combiner)))(table.astype(jnp.float32)))
+    tol = TOL[dtype]
+    np.testing.assert_allclose(np.asarray(got_g, np.float32), want_g, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, np.abs(want_g).max()))
+
+
+def rel_err(got, want) -> float:
+    """max |got - want| / max |want| (want in float32 or wider)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 5, 6), (256, 2, 26, 16), (64, 4, 39, 32), (16, 1, 64, 64), (1, 1, 1, 4)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("with_w", [True, False])
-def test_field_attention_kernel_values_and_grads(shape, dtype, with_w):
+def test_field_attention_kernel_as_accurate_as_xla(shape, dtype, with_w):
+    """Values and gradients of the kernel (float32 dots at HIGHEST precision) and of the XLA
+    path (the backend's default precision: TF32 for large float32 dots on recent GPUs)
+    against the reference at HIGHEST precision on float32 copies of the inputs: the kernel's
+    error is within float32 rounding (1e-5 of the output's scale; bfloat16 outputs: 8e-3) or
+    at most twice the XLA path's."""
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
     w = jnp.asarray(rng.normal(size=(shape[2], shape[2])), dtype) if with_w else None
-    kernel = functools.partial(field_attention, implementation="pallas")
-    np.testing.assert_allclose(np.asarray(jax.jit(kernel)(q, k, v, w), np.float32),
-                               np.asarray(field_attention_reference(q, k, v, w), np.float32), **TOL[dtype])
-    g = jnp.asarray(rng.normal(size=shape), jnp.float32)
     args = (q, k, v) if w is None else (q, k, v, w)
-
-    def loss(op):
-        return lambda *a: jnp.sum(op(*a, *([None] if w is None else [])).astype(jnp.float32) * g)
-
+    g = jnp.asarray(rng.normal(size=shape), jnp.float32)
     argnums = tuple(range(len(args)))
-    got = jax.jit(jax.grad(loss(kernel), argnums))(*args)
-    want = jax.grad(loss(field_attention_reference), argnums)(*args)
-    for name, a, b in zip("qkvw", got, want):
-        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), err_msg=f"d{name}", **TOL[dtype])
+
+    def value_and_grads(op, *a):
+        def loss(*a):
+            return jnp.sum(op(*a, *([None] if w is None else [])).astype(jnp.float32) * g)
+        return op(*a, *([None] if w is None else [])), jax.grad(loss, argnums)(*a)
+
+    with jax.default_matmul_precision("highest"):
+        exact = value_and_grads(field_attention_reference, *(x.astype(jnp.float32) for x in args))
+    results = {impl: jax.jit(functools.partial(value_and_grads, functools.partial(field_attention, implementation=impl)))(*args)
+               for impl in ("pallas", "xla")}
+    for i, name in enumerate(["out"] + [f"d{c}" for c in "qkvw"[:len(args)]]):
+        pick = (lambda r: r[0]) if i == 0 else (lambda r, i=i: r[1][i - 1])
+        e_kernel, e_xla = rel_err(pick(results["pallas"]), pick(exact)), rel_err(pick(results["xla"]), pick(exact))
+        rounding = 1e-5 if dtype == jnp.float32 else 8e-3
+        assert e_kernel <= max(rounding, 2 * e_xla), f"{name}: kernel error {e_kernel:.2e}, XLA path {e_xla:.2e}"

@@ -1,0 +1,32 @@
+"""One-off probe: field_attention's float32 error on this GPU against a float64 numpy reference,
+for the XLA path and the Pallas kernel at default and HIGHEST dot precision."""
+import json, os, sys
+import jax, jax.numpy as jnp, numpy as np
+import pallas_kernels.field_attention as fa
+
+def ref64(q, k, v, w):
+    q, k, v, w = (np.asarray(x, np.float64) for x in (q, k, v, w))
+    s = np.einsum("bhid,bhjd->bhij", q, k) / np.sqrt(q.shape[-1]) * w
+    p = np.exp(s - s.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    return np.einsum("bhij,bhjd->bhid", p, v)
+
+out = {}
+for shape in [(256, 2, 26, 16), (64, 4, 64, 64)]:
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(3))
+    w = jnp.asarray(rng.normal(size=(shape[2], shape[2])), jnp.float32)
+    want = ref64(q, k, v, w)
+    res = {}
+    for name, prec, impl in [("xla_default", None, "xla"), ("xla_highest", "highest", "xla"), ("pallas_default", None, "pallas"), ("pallas_highest", "highest", "pallas")]:
+        fa.DOT_PRECISION = jax.lax.Precision.HIGHEST if (prec and impl == "pallas") else None
+        f = jax.jit(lambda q, k, v, w, impl=impl: fa.field_attention(q, k, v, w, implementation=impl))
+        if impl == "xla" and prec:
+            with jax.default_matmul_precision("highest"):
+                got = np.asarray(jax.jit(lambda q, k, v, w: fa.field_attention(q, k, v, w, implementation="xla"))(q, k, v, w))
+        else:
+            got = np.asarray(f(q, k, v, w))
+        res[name] = float(np.abs(got - want).max() / np.abs(want).max())
+    fa.DOT_PRECISION = None
+    out[str(shape)] = res
+    print(shape, res, flush=True)
+json.dump(out, open(os.path.join(sys.argv[1], "precision_probe.json"), "w"), indent=1)
