@@ -3,11 +3,18 @@ path and the Pallas kernel, each at the backend's default dot precision and at H
 
     python benchmarks/gpu_precision_probe.py OUT_DIR     # writes OUT_DIR/pallas_gpu_precision.json
 
-(Why the kernel's dots are HIGHEST: docs/results/pallas_gpu.md.)
+(The precision trade-off: docs/results/pallas_gpu.md.)
 """
-import json, os, sys
-import jax, jax.numpy as jnp, numpy as np
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 import pallas_kernels.field_attention as fa
+
 
 def ref64(q, k, v, w):
     q, k, v, w = (np.asarray(x, np.float64) for x in (q, k, v, w))
@@ -22,16 +29,10 @@ for shape in [(256, 2, 26, 16), (64, 4, 64, 64)]:
     w = jnp.asarray(rng.normal(size=(shape[2], shape[2])), jnp.float32)
     want = ref64(q, k, v, w)
     res = {}
-    for name, prec, impl in [("xla_default", None, "xla"), ("xla_highest", "highest", "xla"), ("pallas_default", None, "pallas"), ("pallas_highest", "highest", "pallas")]:
-        fa.DOT_PRECISION = jax.lax.Precision.HIGHEST if prec else None  # the module default is HIGHEST
-        f = jax.jit(lambda q, k, v, w, impl=impl: fa.field_attention(q, k, v, w, implementation=impl))
-        if impl == "xla" and prec:
-            with jax.default_matmul_precision("highest"):
-                got = np.asarray(jax.jit(lambda q, k, v, w: fa.field_attention(q, k, v, w, implementation="xla"))(q, k, v, w))
-        else:
-            got = np.asarray(f(q, k, v, w))
-        res[name] = float(np.abs(got - want).max() / np.abs(want).max())
-    fa.DOT_PRECISION = jax.lax.Precision.HIGHEST
+    for name, prec, impl in [("xla_default", None, "xla"), ("xla_highest", "highest", "xla"),
+                             ("pallas_default", None, "pallas"), ("pallas_highest", "highest", "pallas")]:
+        f = jax.jit(lambda q, k, v, w, impl=impl, prec=prec: fa.field_attention(q, k, v, w, implementation=impl, precision=prec))
+        res[name] = float(np.abs(np.asarray(f(q, k, v, w)) - want).max() / np.abs(want).max())
     out[str(shape)] = res
     print(shape, res, flush=True)
 json.dump(out, open(os.path.join(sys.argv[1], "pallas_gpu_precision.json"), "w"), indent=1)

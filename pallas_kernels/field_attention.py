@@ -25,9 +25,9 @@ Three pieces, one semantics (ARCHITECTURE.md, "Reference before kernel")
     forms. The grid is one axis over blocks of ``block`` slices of the flattened ``B * H``
     axis (padded up to a multiple of it with zero slices); a program walks its slices with a
     ``fori_loop`` and does 2-D dots per slice (Triton does not lower batched 3-D dots
-    reliably). Tiles are upcast to float32 on load and the dots run at HIGHEST precision
-    (bfloat16 inputs thus take exact float32 dots, no TF32: cheap at these sizes, and the
-    reference's math), padded key columns are masked out of the
+    reliably). Tiles are upcast to float32 on load (bfloat16 inputs thus take float32 dots,
+    the reference's math; at the backend's default precision, i.e. TF32 on recent GPUs, unless
+    ``precision`` says otherwise), padded key columns are masked out of the
     softmax with an iota mask (``j < F``), and the forward saves the per-row logsumexp.
 ``_pallas_forward`` / ``_pallas_backward`` with ``variant='gpu'``  the Triton-lowerable form:
     F and Dh are zero-padded up to powers of two >= 16 (Triton block shapes; ``tl.dot`` needs
@@ -66,7 +66,7 @@ is returned.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -102,33 +102,30 @@ def _check_inputs(q, k, v, w) -> None:
 
 # ------------------------------------------------------------------------------- reference
 
-def field_attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | None = None) -> jax.Array:
-    """Plain-jnp definition of the op (module docstring); `[B, H, F, Dh] -> [B, H, F, Dh]`."""
-    s = jnp.einsum("bhid,bhjd->bhij", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+def field_attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | None = None,
+                              precision: Any = None) -> jax.Array:
+    """Plain-jnp definition of the op (module docstring); `[B, H, F, Dh] -> [B, H, F, Dh]`;
+    `precision` of the two einsums as for `jnp.einsum`."""
+    s = jnp.einsum("bhid,bhjd->bhij", q, k, preferred_element_type=jnp.float32,
+                   precision=precision) / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
     if w is not None:
         s = s * w.astype(jnp.float32)
     p = jax.nn.softmax(s, axis=-1)
-    return jnp.einsum("bhij,bhjd->bhid", p, v.astype(jnp.float32)).astype(q.dtype)
+    return jnp.einsum("bhij,bhjd->bhid", p, v.astype(jnp.float32), precision=precision).astype(q.dtype)
 
 
 # --------------------------------------------------------------------------------- kernels
 
-# Full float32 dots: without it Triton takes TF32 on Ampere / Hopper GPUs (~1e-3 relative
-# error; measured on an H100, `tests/kernels/test_on_gpu.py`). The tiles are small, so the
-# exact path costs little (docs/results/pallas_gpu.md).
-DOT_PRECISION = jax.lax.Precision.HIGHEST
-
-
-def _dot(a, b, contract=(1, 0)):
+def _dot(a, b, contract=(1, 0), precision=None):
     """2-D float32 dot contracting `a`'s axis `contract[0]` with `b`'s `contract[1]` (a transposed
     operand is folded into the dot: both lowerings take these dimension numbers)."""
     return jax.lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
-                               precision=DOT_PRECISION, preferred_element_type=jnp.float32)
+                               precision=precision, preferred_element_type=jnp.float32)
 
 
-def _scores(q, k, w, num_fields, scale):
+def _scores(q, k, w, num_fields, scale, precision):
     """Unmodulated scores s0 and the modulated ones, padded key columns at -inf: `[Fp, Fp]`."""
-    s0 = _dot(q, k, (1, 1)) * scale
+    s0 = _dot(q, k, (1, 1), precision) * scale
     key_ok = jax.lax.broadcasted_iota(jnp.int32, (1, s0.shape[1]), 1) < num_fields
     return s0, jnp.where(key_ok, s0 * w, -jnp.inf)
 
@@ -138,15 +135,15 @@ def _load(ref, n):
     return ref[n].astype(jnp.float32)
 
 
-def _fwd_kernel(q_ref, k_ref, v_ref, w_ref, o_ref, lse_ref, *, num_fields, scale):
+def _fwd_kernel(q_ref, k_ref, v_ref, w_ref, o_ref, lse_ref, *, num_fields, scale, precision):
     w = w_ref[...].astype(jnp.float32)
 
     def slice_(n, carry):
-        _, s = _scores(_load(q_ref, n), _load(k_ref, n), w, num_fields, scale)
+        _, s = _scores(_load(q_ref, n), _load(k_ref, n), w, num_fields, scale, precision)
         m = jnp.max(s, axis=1, keepdims=True)                               # [Fp, 1]
         p = jnp.exp(s - m)
         l = jnp.sum(p, axis=1, keepdims=True)
-        o_ref[n] = (_dot(p, _load(v_ref, n)) / l).astype(o_ref.dtype)
+        o_ref[n] = (_dot(p, _load(v_ref, n), precision=precision) / l).astype(o_ref.dtype)
         lse_ref[n] = m + jnp.log(l)
         return carry
 
@@ -154,18 +151,18 @@ def _fwd_kernel(q_ref, k_ref, v_ref, w_ref, o_ref, lse_ref, *, num_fields, scale
 
 
 def _bwd_kernel(q_ref, k_ref, v_ref, w_ref, o_ref, lse_ref, do_ref, dq_ref, dk_ref, dv_ref, dw_ref, *,
-                num_fields, scale):
+                num_fields, scale, precision):
     w = w_ref[...].astype(jnp.float32)
 
     def slice_(n, dw):
         q, k, v, o, do = (_load(r, n) for r in (q_ref, k_ref, v_ref, o_ref, do_ref))
-        s0, s = _scores(q, k, w, num_fields, scale)
+        s0, s = _scores(q, k, w, num_fields, scale, precision)
         p = jnp.exp(s - lse_ref[n])                                         # padded keys: 0
-        dv_ref[n] = _dot(p, do, (0, 0)).astype(dv_ref.dtype)
-        ds = p * (_dot(do, v, (1, 1)) - jnp.sum(do * o, axis=1, keepdims=True))
+        dv_ref[n] = _dot(p, do, (0, 0), precision).astype(dv_ref.dtype)
+        ds = p * (_dot(do, v, (1, 1), precision) - jnp.sum(do * o, axis=1, keepdims=True))
         ds0 = ds * w * scale
-        dq_ref[n] = _dot(ds0, k).astype(dq_ref.dtype)
-        dk_ref[n] = _dot(ds0, q, (0, 0)).astype(dk_ref.dtype)
+        dq_ref[n] = _dot(ds0, k, precision=precision).astype(dq_ref.dtype)
+        dk_ref[n] = _dot(ds0, q, (0, 0), precision).astype(dk_ref.dtype)
         return dw + ds * s0
 
     dw_ref[...] = jax.lax.fori_loop(0, q_ref.shape[0], slice_, jnp.zeros(dw_ref.shape, jnp.float32))
@@ -208,14 +205,14 @@ def _specs(block, fp, dp):
     return tile, rows, whole_w
 
 
-def _pallas_forward(q, k, v, w, *, variant, interpret=False, block=None):
+def _pallas_forward(q, k, v, w, *, variant, interpret=False, block=None, precision=None):
     """Fused forward on flattened slices: `q, k, v [N, F, Dh], w [F, F]` ->
     `(o [N, F, Dh] in q.dtype, lse [N, F, 1] float32)`."""
     n, f, d = q.shape
     block, (np_, fp, dp), grid = _layout(variant, q.shape, block)
     tile, rows, whole_w = _specs(block, fp, dp)
     o, lse = pl.pallas_call(
-        functools.partial(_fwd_kernel, num_fields=f, scale=d ** -0.5),
+        functools.partial(_fwd_kernel, num_fields=f, scale=d ** -0.5, precision=precision),
         out_shape=(jax.ShapeDtypeStruct((np_, fp, dp), q.dtype), jax.ShapeDtypeStruct((np_, fp, 1), jnp.float32)),
         grid=(grid,),
         in_specs=[tile, tile, tile, whole_w],
@@ -226,7 +223,7 @@ def _pallas_forward(q, k, v, w, *, variant, interpret=False, block=None):
     return o[:n, :f, :d], lse[:n, :f]
 
 
-def _pallas_backward(q, k, v, w, o, lse, do, *, variant, interpret=False, block=None):
+def _pallas_backward(q, k, v, w, o, lse, do, *, variant, interpret=False, block=None, precision=None):
     """Fused backward: residuals of `_pallas_forward` and `do [N, F, Dh]` -> `dq, dk, dv, dw`
     (each in its input's dtype)."""
     n, f, d = q.shape
@@ -234,7 +231,7 @@ def _pallas_backward(q, k, v, w, o, lse, do, *, variant, interpret=False, block=
     tile, rows, whole_w = _specs(block, fp, dp)
     q_, k_, v_, o_, do_ = (_pad_to(x, (np_, fp, dp)) for x in (q, k, v, o, do))
     dq, dk, dv, dw = pl.pallas_call(
-        functools.partial(_bwd_kernel, num_fields=f, scale=d ** -0.5),
+        functools.partial(_bwd_kernel, num_fields=f, scale=d ** -0.5, precision=precision),
         out_shape=(*(jax.ShapeDtypeStruct((np_, fp, dp), x.dtype) for x in (q, k, v)),
                    jax.ShapeDtypeStruct((grid, fp, fp), jnp.float32)),
         grid=(grid,),
@@ -249,21 +246,27 @@ def _pallas_backward(q, k, v, w, o, lse, do, *, variant, interpret=False, block=
 
 # ------------------------------------------------------------------------------ custom VJP
 
+class _Static(NamedTuple):
+    """The custom VJP's static (non-differentiated) arguments."""
+
+    variant: str
+    interpret: Any
+    block: int | None
+    precision: Any
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _field_attention(static, q, k, v, w):
-    variant, interpret, block = static
-    return _pallas_forward(q, k, v, w, variant=variant, interpret=interpret, block=block)[0]
+    return _pallas_forward(q, k, v, w, **static._asdict())[0]
 
 
 def _field_attention_fwd(static, q, k, v, w):
-    variant, interpret, block = static
-    o, lse = _pallas_forward(q, k, v, w, variant=variant, interpret=interpret, block=block)
+    o, lse = _pallas_forward(q, k, v, w, **static._asdict())
     return o, (q, k, v, w, o, lse)
 
 
 def _field_attention_bwd(static, res, do):
-    variant, interpret, block = static
-    return _pallas_backward(*res, do, variant=variant, interpret=interpret, block=block)
+    return _pallas_backward(*res, do, **static._asdict())
 
 
 _field_attention.defvjp(_field_attention_fwd, _field_attention_bwd)
@@ -273,7 +276,7 @@ _field_attention.defvjp(_field_attention_fwd, _field_attention_bwd)
 
 def field_attention(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | None = None, *,
                     implementation: str | None = None, interpret: Any = False,
-                    block: int | None = None) -> jax.Array:
+                    block: int | None = None, precision: Any = None) -> jax.Array:
     """Field-pair-modulated attention; `q, k, v [B, H, F, Dh]`, `w [F, F]` -> `[B, H, F, Dh]`.
 
     Args:
@@ -285,6 +288,10 @@ def field_attention(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | Non
         a ``pltpu.InterpretParams`` runs the TPU-form kernels in the TPU interpreter.
       block: ``(b, h)`` slices per kernel program (a power of two for the GPU form); None
         for the form's default. Ignored by the XLA path.
+      precision: of the dots (a ``jax.lax.Precision`` or its name), both paths. None: the
+        backend's default, as for XLA's own matmuls: TF32 on Ampere / Hopper GPUs (~1e-3
+        relative error for float32), exact float32 on CPU. ``'highest'``: exact float32
+        everywhere, several times slower on an H100 at large F (docs/results/pallas_gpu.md).
 
     Returns:
       ``[B, H, F, Dh]`` in ``q.dtype``; differentiable in ``q, k, v`` and ``w``.
@@ -295,9 +302,10 @@ def field_attention(q: jax.Array, k: jax.Array, v: jax.Array, w: jax.Array | Non
     _check_inputs(q, k, v, w)
     variant = resolve("field_attention", implementation, interpret)
     if variant == "xla":
-        return field_attention_reference(q, k, v, w)
+        return field_attention_reference(q, k, v, w, precision)
     B, H, F, Dh = q.shape
     flat = [x.reshape(B * H, F, Dh) for x in (q, k, v)]
     # w=None: ones, a constant, so JAX drops its (unused) cotangent.
     w = jnp.ones((F, F), jnp.float32) if w is None else w
-    return _field_attention((variant, interpret, block), *flat, w).reshape(B, H, F, Dh)
+    static = _Static(variant, interpret, block, None if precision is None else jax.lax.Precision(precision))
+    return _field_attention(static, *flat, w).reshape(B, H, F, Dh)

@@ -61,12 +61,12 @@ def rel_err(got, want) -> float:
 @pytest.mark.parametrize("shape", [(3, 3, 5, 6), (256, 2, 26, 16), (64, 4, 39, 32), (16, 1, 64, 64), (1, 1, 1, 4)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("with_w", [True, False])
-def test_field_attention_kernel_as_accurate_as_xla(shape, dtype, with_w):
-    """Values and gradients of the kernel (float32 dots at HIGHEST precision) and of the XLA
-    path (the backend's default precision: TF32 for large float32 dots on recent GPUs)
-    against the reference at HIGHEST precision on float32 copies of the inputs: the kernel's
-    error is within float32 rounding (1e-5 of the output's scale; bfloat16 outputs: 8e-3) or
-    at most twice the XLA path's."""
+@pytest.mark.parametrize("precision", [None, "highest"])
+def test_field_attention_kernel_values_and_grads(shape, dtype, with_w, precision):
+    """Values and gradients of the kernel against the reference at HIGHEST precision on
+    float32 copies of the inputs, as the largest error relative to each output's scale:
+    at HIGHEST within float32 rounding (1e-5); at the default precision (TF32 on this GPU, as
+    XLA's own matmuls: about 1e-3) within 3e-3; bfloat16 outputs within their rounding, 1e-2."""
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
     w = jnp.asarray(rng.normal(size=(shape[2], shape[2])), dtype) if with_w else None
@@ -79,12 +79,11 @@ def test_field_attention_kernel_as_accurate_as_xla(shape, dtype, with_w):
             return jnp.sum(op(*a, *([None] if w is None else [])).astype(jnp.float32) * g)
         return op(*a, *([None] if w is None else [])), jax.grad(loss, argnums)(*a)
 
-    with jax.default_matmul_precision("highest"):
-        exact = value_and_grads(field_attention_reference, *(x.astype(jnp.float32) for x in args))
-    results = {impl: jax.jit(functools.partial(value_and_grads, functools.partial(field_attention, implementation=impl)))(*args)
-               for impl in ("pallas", "xla")}
+    exact = value_and_grads(functools.partial(field_attention_reference, precision="highest"),
+                            *(x.astype(jnp.float32) for x in args))
+    kernel = jax.jit(functools.partial(value_and_grads, functools.partial(field_attention, implementation="pallas",
+                                                                          precision=precision)))(*args)
+    bound = 1e-2 if dtype == jnp.bfloat16 else (1e-5 if precision == "highest" else 3e-3)
     for i, name in enumerate(["out"] + [f"d{c}" for c in "qkvw"[:len(args)]]):
-        pick = (lambda r: r[0]) if i == 0 else (lambda r, i=i: r[1][i - 1])
-        e_kernel, e_xla = rel_err(pick(results["pallas"]), pick(exact)), rel_err(pick(results["xla"]), pick(exact))
-        rounding = 1e-5 if dtype == jnp.float32 else 8e-3
-        assert e_kernel <= max(rounding, 2 * e_xla), f"{name}: kernel error {e_kernel:.2e}, XLA path {e_xla:.2e}"
+        got, want = (kernel[0], exact[0]) if i == 0 else (kernel[1][i - 1], exact[1][i - 1])
+        assert rel_err(got, want) <= bound, f"{name}: error {rel_err(got, want):.2e} > {bound}"
