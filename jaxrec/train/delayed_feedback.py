@@ -45,12 +45,8 @@ class Family:
     tower: tuple[int, ...] = ()
 
 
-def _pretrain_ce(outputs, targets):
-    return dfl.cross_entropy_loss(outputs, targets)
-
-
 FAMILIES = {
-    "cvr": Family(("cvr",), _pretrain_ce),
+    "cvr": Family(("cvr",), dfl.cross_entropy_loss),
     "dfm": Family(("cvr", "delay"), dfl.dfm_loss),
     "bidefuse": Family(("in", "out"), dfl.in_out_window_loss, hidden=(256, 256), tower=(128,)),
     "aux": Family(("tn", "dp"), dfl.tn_dp_loss),
@@ -94,7 +90,11 @@ class TrainOptions:
     batch_size: int = 1024
     pretrain_epochs: int = 5
     embed_dim: int = 8
-    progress: bool = False
+    progress: bool = False  # a progress bar over the streamed periods
+
+    def __post_init__(self):
+        if not (self.lr > 0 and self.batch_size >= 1 and self.pretrain_epochs >= 0 and self.embed_dim >= 1):
+            raise ConfigError(f"TrainOptions: need lr > 0, batch_size >= 1, pretrain_epochs >= 0, embed_dim >= 1; got {self}")
 
 
 def make_model(log: ConversionLog, family: str, options: TrainOptions) -> MultiHeadDNN:
@@ -148,8 +148,7 @@ def pretrain(log: ConversionLog, family: str, windows: Windows, protocol: Protoc
 def auxiliary_predictions(log: ConversionLog, params: dict, options: TrainOptions) -> dict[str, np.ndarray]:
     """The frozen auxiliary network on every click: {'p_dp', 'p_rn'} float32 `[N]`."""
     model = make_model(log, "aux", options)
-    out = predict(model, params, log, np.arange(len(log)), lambda o: {"p_dp": jax.nn.sigmoid(o["dp"]), "p_rn": jax.nn.sigmoid(o["tn"])})
-    return out
+    return predict(model, params, log, np.arange(len(log)), lambda o: {"p_dp": jax.nn.sigmoid(o["dp"]), "p_rn": jax.nn.sigmoid(o["tn"])})
 
 
 def predict(model, params, log: ConversionLog, rows: np.ndarray, transform: Callable, size: int = 4096) -> dict | np.ndarray:
@@ -165,7 +164,7 @@ def predict(model, params, log: ConversionLog, rows: np.ndarray, transform: Call
     return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)  # one compilation per (model, transform), e.g. per streamed method
 def _predict_fn(model, transform):
     return jax.jit(lambda params, batch: transform(model.apply(variables(params), batch, train=False)))
 
@@ -192,6 +191,10 @@ def run_stream(log: ConversionLog, method: str, params: dict, windows: Windows, 
     m = METHODS[method]
     if m.needs_aux and aux is None:
         raise ConfigError(f"method {method!r} needs the auxiliary network's predictions (aux=...)")
+    heads = {f"head_{h}" for h in FAMILIES[m.family].heads}
+    if not heads <= set(params.get("dense", {})):
+        raise ConfigError(f"method {method!r} streams a {m.family!r} network (heads {FAMILIES[m.family].heads}); "
+                          f"pass the params of pretrain(log, {m.family!r}, ...)")
     model = make_model(log, m.family, options)
     prob = functools.partial(dfl.probability, method=method)
     labels = true_labels(log, windows)
@@ -200,7 +203,7 @@ def run_stream(log: ConversionLog, method: str, params: dict, windows: Windows, 
         w = windows if m.observation_hours is None else dataclasses.replace(windows, observation_hours=m.observation_hours)
         stream = build_stream(log, w, m.scheme, observed_at, protocol.period_hours)
         optimizers = _optimizers(options.lr)
-        step = _train_step(model, optimizers, m.loss)
+        step = jax.jit(make_train_step(model, optimizers, m.loss))
         state = None
     for h, (start, end, test_end) in enumerate(tqdm(list(protocol.periods()), desc=method, disable=not options.progress)):
         if m.loss is not None:
@@ -216,11 +219,6 @@ def run_stream(log: ConversionLog, method: str, params: dict, windows: Windows, 
             out["label"].append(labels[rows])
             out["period"].append(np.full(len(rows), h))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
-
-
-@functools.lru_cache(maxsize=64)
-def _train_step(model, optimizers, loss):
-    return jax.jit(make_train_step(model, optimizers, loss))
 
 
 def stream_metrics(result: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -69,3 +69,7 @@ def test_bad_method_and_missing_aux(pretrained):
         tdf.run_stream(LOG, "nope", pretrained["cvr"], W, PROTOCOL, OPTIONS, seed=0)
     with pytest.raises(ConfigError, match="needs the auxiliary"):
         tdf.run_stream(LOG, "defuse", pretrained["cvr"], W, PROTOCOL, OPTIONS, seed=0)
+    with pytest.raises(ConfigError, match="streams a 'bidefuse' network"):
+        tdf.run_stream(LOG, "bidefuse", pretrained["cvr"], W, PROTOCOL, OPTIONS, seed=0)
+    with pytest.raises(ConfigError, match="batch_size >= 1"):
+        tdf.TrainOptions(batch_size=0)
