@@ -63,6 +63,10 @@ class ConversionLog:
       click_ts: float64 `[N]` seconds, non-decreasing.
       pay_ts: float64 `[N]` seconds, >= click_ts; NaN = no conversion.
       cvr: float32 `[N]` true P(convert) of each click where known (synthetic), else None.
+      delay_scale: float64 `[N]` seconds, each click's scale under `delay_spec` where known
+        (synthetic), else None; with `cvr` it gives the true delay-model quantities
+        (`jaxrec.data.delayed_feedback.true_auxiliary`).
+      delay_spec: the `DelaySpec` the delays were drawn from (synthetic), else None.
     """
 
     name: str
@@ -71,6 +75,8 @@ class ConversionLog:
     click_ts: np.ndarray
     pay_ts: np.ndarray
     cvr: np.ndarray | None = None
+    delay_scale: np.ndarray | None = None
+    delay_spec: DelaySpec | None = None
 
     def __post_init__(self):
         n = len(self.click_ts)
@@ -114,6 +120,15 @@ class DelaySpec:
     def scales(self, groups: int, rng: np.random.Generator) -> np.ndarray:
         """float64 `[groups]` delay scales in seconds."""
         return self.scale_hours * HOUR * np.exp(self.spread * rng.standard_normal(groups))
+
+    def survival(self, t: float, scale: np.ndarray) -> np.ndarray:
+        """P(delay > t) `[N]` for per-click scales `[N]` (t in seconds)."""
+        if self.distribution == "exponential":
+            return np.exp(-t / scale)
+        if self.sigma == 0:
+            return (scale > t).astype(np.float64)
+        z = np.log(t / scale) / (self.sigma * math.sqrt(2)) if t > 0 else np.full(len(scale), -np.inf)
+        return 0.5 * np.vectorize(math.erfc)(z)
 
     def draw(self, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Delays in seconds `[N]` for per-click scales `[N]`."""
@@ -252,4 +267,4 @@ def synthetic_conversions(num_clicks: int = 100_000, days: float = 60.0, delay: 
     scale = delay.scale_hours * HOUR * np.exp(delay.spread * log_scale / math.sqrt(len(delay_fields)))
     pay = np.where(converted > 0, click + delay.draw(scale, rng), np.nan)
     features = tuple(Categorical(f"f{i}", encoding="identity", vocab_size=v) for i, v in enumerate(spec.field_vocab_sizes))
-    return ConversionLog("synthetic_conversions", features, ids, click, pay, cvr=cvr)
+    return ConversionLog("synthetic_conversions", features, ids, click, pay, cvr=cvr, delay_scale=scale, delay_spec=delay)

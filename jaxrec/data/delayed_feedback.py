@@ -83,6 +83,21 @@ def click_types(log: ConversionLog, windows: Windows) -> np.ndarray:
     return np.where(immediate, IP, np.where(y, FN, RN)).astype(np.int8)
 
 
+def true_auxiliary(log: ConversionLog, windows: Windows) -> dict[str, np.ndarray]:
+    """The true values of what DEFUSE's auxiliary network estimates, for a log that knows its
+    CVR and delay distribution (`synthetic_conversions`), float32 `[N]` each:
+    'p_dp' = P(convert after w_o, within w_a) and 'p_rn' = P(real negative | negative at w_o).
+    With them, DEFUSE's weights are exact (the loss is unbiased; `tests/losses`)."""
+    if log.cvr is None or log.delay_scale is None or log.delay_spec is None:
+        raise ConfigError(f"{log.name}: true_auxiliary needs the log's true cvr and delay distribution (synthetic logs)")
+    s_o = log.delay_spec.survival(windows.observation, log.delay_scale)
+    s_a = log.delay_spec.survival(windows.attribution, log.delay_scale)
+    p = log.cvr.astype(np.float64)
+    p_ip, p_dp = p * (1 - s_o), p * (s_o - s_a)
+    p_rn = 1 - p * (1 - s_a)
+    return {"p_dp": p_dp.astype(np.float32), "p_rn": (p_rn / np.maximum(1 - p_ip, 1e-12)).astype(np.float32)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Stream:
     """Samples in ingestion order, each `[M]`.

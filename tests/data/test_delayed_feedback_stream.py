@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from jaxrec.data.conversion_logs import DAY, HOUR, ConversionLog
+from jaxrec.data.conversion_logs import DAY, HOUR, ConversionLog, DelaySpec, synthetic_conversions
 from jaxrec.data.delayed_feedback import (DN, DP, FN, IP, RN, Protocol, Windows, build_stream, click_types,
-                                          pretrain_targets, true_labels)
+                                          pretrain_targets, true_auxiliary, true_labels)
 from jaxrec.data.features import Categorical
 from jaxrec.errors import ConfigError, DataError
 
@@ -97,3 +99,25 @@ def test_bad_settings_name_the_key():
         Protocol(pretrain_days=5, end_day=2)
     with pytest.raises(DataError, match="click_ts must be sorted"):
         ConversionLog("bad", (), {}, CLICK[::-1], PAY[::-1])
+
+
+def test_delay_survival_by_hand():
+    scale = np.array([2.0, 4.0])
+    np.testing.assert_allclose(DelaySpec("exponential").survival(1.0, scale), np.exp([-0.5, -0.25]))
+    np.testing.assert_allclose(DelaySpec("lognormal", sigma=1.0).survival(2.0, scale), [0.5, 0.5 * math.erfc(math.log(0.5) / math.sqrt(2))])
+
+
+def test_true_auxiliary_matches_the_simulated_types():
+    """On a synthetic log the true p_dp averages to the FN rate and the true p_rn, over the
+    clicks negative at w_o, to their real-negative share (within 4 standard errors)."""
+    log = synthetic_conversions(num_clicks=40_000, days=10, delay=DelaySpec(scale_hours=6.0, spread=1.5), seed=2)
+    w = Windows(observation_hours=1.0, attribution_days=3)
+    aux = true_auxiliary(log, w)
+    kinds = click_types(log, w)
+    fn = (kinds == FN).astype(float)
+    assert abs(aux["p_dp"].mean() - fn.mean()) < 4 * fn.std() / math.sqrt(len(fn))
+    neg = kinds != IP
+    rn = (kinds[neg] == RN).astype(float)
+    assert abs(aux["p_rn"][neg].mean() - rn.mean()) < 4 * rn.std() / math.sqrt(len(rn))
+    with pytest.raises(ConfigError, match="true cvr and delay distribution"):
+        true_auxiliary(LOG, W)
