@@ -80,7 +80,8 @@ class ConversionLog:
 
     def __post_init__(self):
         n = len(self.click_ts)
-        for k, v in {**self.columns, "pay_ts": self.pay_ts}.items():
+        extra = {k: v for k, v in (("cvr", self.cvr), ("delay_scale", self.delay_scale)) if v is not None}
+        for k, v in {**self.columns, "pay_ts": self.pay_ts, **extra}.items():
             if len(v) != n:
                 raise DataError(f"{self.name}: column {k!r} has {len(v)} rows, click_ts has {n}")
         if n and np.any(np.diff(self.click_ts) < 0):

@@ -99,6 +99,8 @@ def test_bad_settings_name_the_key():
         Protocol(pretrain_days=5, end_day=2)
     with pytest.raises(DataError, match="click_ts must be sorted"):
         ConversionLog("bad", (), {}, CLICK[::-1], PAY[::-1])
+    with pytest.raises(DataError, match="column 'cvr' has 2 rows"):
+        ConversionLog("bad", (), {}, CLICK, PAY, cvr=np.ones(2))
 
 
 def test_delay_survival_by_hand():
