@@ -77,6 +77,11 @@ def neg_term(s: jnp.ndarray) -> jnp.ndarray:
     return jax.nn.softplus(s)
 
 
+def bce(s: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """Elementwise cross-entropy y l+ + (1 - y) l- of logits `s` against labels `y`."""
+    return y * pos_term(s) + (1 - y) * neg_term(s)
+
+
 def weighted_mean(values: jnp.ndarray, targets: Targets, mask: jnp.ndarray | None = None) -> jnp.ndarray:
     """Mean of `values [B]` over the rows with `targets['weight']` (all if absent) times `mask`."""
     w = targets.get("weight", jnp.ones_like(values))
@@ -88,7 +93,7 @@ def weighted_mean(values: jnp.ndarray, targets: Targets, mask: jnp.ndarray | Non
 def cross_entropy_loss(outputs: Outputs, targets: Targets) -> jnp.ndarray:
     """Vanilla (observed labels), oracle (true labels) and FNC training: plain cross-entropy."""
     s, y = outputs["cvr"], targets["label"]
-    return weighted_mean(y * pos_term(s) + (1 - y) * neg_term(s), targets)
+    return weighted_mean(bce(s, y), targets)
 
 
 def fnw_loss(outputs: Outputs, targets: Targets) -> jnp.ndarray:
@@ -153,7 +158,7 @@ def bidefuse_loss(outputs: Outputs, targets: Targets) -> jnp.ndarray:
     correction of its own stop-gradient prediction q: DP l+, others (1 - q)(1 + q) l- + q q l+."""
     y, dup = targets["label"], targets["duplicate"]
     s_in, s_out = outputs["in"], outputs["out"]
-    inw = weighted_mean(y * pos_term(s_in) + (1 - y) * neg_term(s_in), targets, mask=1 - dup)
+    inw = weighted_mean(bce(s_in, y), targets, mask=1 - dup)
     q = sg(jax.nn.sigmoid(s_out))
     outw = dup * pos_term(s_out) + (1 - dup) * ((1 - q) * (1 + q) * neg_term(s_out) + q * q * pos_term(s_out))
     return inw + weighted_mean(outw, targets)
@@ -167,8 +172,8 @@ def tn_dp_loss(outputs: Outputs, targets: Targets) -> jnp.ndarray:
     y, delayed = targets["label"], targets["delayed"]
     s_tn, s_dp = outputs["tn"], outputs["dp"]
     rn = 1 - y
-    tn = weighted_mean(rn * pos_term(s_tn) + (1 - rn) * neg_term(s_tn), targets, mask=rn + delayed)
-    dp = weighted_mean(delayed * pos_term(s_dp) + (1 - delayed) * neg_term(s_dp), targets)
+    tn = weighted_mean(bce(s_tn, rn), targets, mask=rn + delayed)
+    dp = weighted_mean(bce(s_dp, delayed), targets)
     return tn + dp
 
 
@@ -177,8 +182,7 @@ def in_out_window_loss(outputs: Outputs, targets: Targets) -> jnp.ndarray:
     'out' against conversion after w_o. Targets: 'label' (within w_a), 'delayed'."""
     y, delayed = targets["label"], targets["delayed"]
     inw = y * (1 - delayed)
-    return weighted_mean(inw * pos_term(outputs["in"]) + (1 - inw) * neg_term(outputs["in"])
-                         + delayed * pos_term(outputs["out"]) + (1 - delayed) * neg_term(outputs["out"]), targets)
+    return weighted_mean(bce(outputs["in"], inw) + bce(outputs["out"], delayed), targets)
 
 
 def probability(outputs: Outputs, method: str) -> jnp.ndarray:

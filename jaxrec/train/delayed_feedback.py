@@ -119,11 +119,20 @@ def _optimizers(lr: float) -> Optimizers:
 
 
 def _fresh_state(model, params, optimizers: Optimizers, example, seed: int) -> TrainState:
+    """A new TrainState from `seed` (its parameters replaced by `params` unless None)."""
     state = init_state(model, optimizers, example, seed)
     if params is None:
         return state
     return state.replace(params=params, opt_state={"dense": optimizers.dense.init(params["dense"]),
                                                    "sparse": optimizers.sparse.init(params["sparse"])})
+
+
+def _train_pass(step, state: TrainState | None, batches, start) -> TrainState | None:
+    """One pass of `step` over `batches`; a None state is made from the first batch by
+    `start(batch)` (so it is made only once there is data)."""
+    for batch in batches:
+        state, _ = step(state if state is not None else start(batch), batch)
+    return state
 
 
 def pretrain(log: ConversionLog, family: str, windows: Windows, protocol: Protocol, options: TrainOptions,
@@ -138,10 +147,12 @@ def pretrain(log: ConversionLog, family: str, windows: Windows, protocol: Protoc
     targets = pretrain_targets(log, windows, rows)
     optimizers = _optimizers(options.lr)
     step = jax.jit(make_train_step(model, optimizers, FAMILIES[family].pretrain_loss))
-    state = _fresh_state(model, None, optimizers, next(_batches(log, rows[:1], {k: v[:1] for k, v in targets.items()}, 1)), seed)
+    state = None
     for _ in range(options.pretrain_epochs):
-        for batch in _batches(log, rows, targets, options.batch_size):
-            state, _ = step(state, batch)
+        state = _train_pass(step, state, _batches(log, rows, targets, options.batch_size),
+                            lambda b: _fresh_state(model, None, optimizers, b, seed))
+    if state is None:  # pretrain_epochs=0: the initialisation itself
+        state = _fresh_state(model, None, optimizers, next(_batches(log, rows, targets, options.batch_size)), seed)
     return state.params
 
 
@@ -208,10 +219,8 @@ def run_stream(log: ConversionLog, method: str, params: dict, windows: Windows, 
     for h, (start, end, test_end) in enumerate(tqdm(list(protocol.periods()), desc=method, disable=not options.progress)):
         if m.loss is not None:
             part = stream.between(start, end)
-            for batch in _batches(log, part.rows, stream_targets(part, aux), options.batch_size):
-                if state is None:
-                    state = _fresh_state(model, params, optimizers, batch, seed)
-                state, _ = step(state, batch)
+            state = _train_pass(step, state, _batches(log, part.rows, stream_targets(part, aux), options.batch_size),
+                                lambda b: _fresh_state(model, params, optimizers, b, seed))
             params = state.params if state is not None else params
         rows = protocol.test_rows(log, end, test_end)
         if len(rows):
