@@ -15,6 +15,8 @@ import logging
 from typing import Callable, Mapping
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, lengths_key
 from jaxrec.errors import DataError
@@ -37,28 +39,62 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def stable_hash(values: np.ndarray) -> np.ndarray:
-    """Stable uint64 hash of integer or string values `[N]` -> `[N]`."""
+    """Stable uint64 hash of integer or string values `[N]` -> `[N]`.
+
+    Integers: `splitmix64` of the int64 value. Anything else: BLAKE2b-8 of the UTF-8 text of
+    the value (little-endian), each distinct value hashed once. Strings are never copied into
+    a fixed-width numpy array, so memory is bounded by the data, not by its longest value.
+    """
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         return splitmix64(values.astype(np.int64).view(np.uint64))
-    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
-    digests = np.array(
-        [int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") for u in uniq],
-        dtype=np.uint64,
+    if len(values) == 0:
+        return np.zeros(0, np.uint64)
+    coded = pc.dictionary_encode(_arrow_text(_to_text(values)))
+    digests = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") for u in coded.dictionary.to_pylist()),
+        dtype=np.uint64, count=len(coded.dictionary),
     )
-    return digests[inverse]
+    return digests[coded.indices.to_numpy()]
+
+
+def _objects(items: list) -> np.ndarray:
+    """List -> 1-D object array `[N]` (never a 2-D array, whatever the items are)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _to_text(values: np.ndarray) -> np.ndarray:
+    """Any array `[N]` -> object array of Python `str` `[N]` (`str(v)` of each value).
+
+    Numbers go through numpy's own text (short, so a fixed-width copy is bounded); strings
+    stay the Python objects they are, without a fixed-width copy.
+    """
+    if values.dtype.kind == "O":
+        return _objects([v if type(v) is str else str(v) for v in values.tolist()])
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    return values.astype(str).astype(object)
+
+
+def _arrow_text(tokens: np.ndarray) -> pa.Array:
+    """Object array of `str` `[N]` -> pyarrow large_string array `[N]` (one copy of the bytes)."""
+    return pa.array(tokens, type=pa.large_string())
 
 
 def _missing_mask(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.isnan(values)
     if values.dtype.kind in "OUS":
-        return np.array([v is None or v == "" or (isinstance(v, float) and np.isnan(v)) for v in values.tolist()])
+        return np.array([v is None or v == "" or (isinstance(v, float) and np.isnan(v)) for v in values.tolist()], bool)
     return np.zeros(values.shape, bool)
 
 
 def _as_tokens(values: np.ndarray) -> np.ndarray:
-    """Normalises a raw column to a searchable numpy array (int64 or unicode)."""
+    """Normalises a raw column `[N]` to int64 `[N]` or an object array of Python `str` `[N]`
+    ('' = missing). Never a fixed-width unicode array: its memory would be N x the longest
+    value x 4 bytes (one 10 MB id in a 1M-row column: 40 TB)."""
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         return values.astype(np.int64)
@@ -66,11 +102,13 @@ def _as_tokens(values: np.ndarray) -> np.ndarray:
         filled = np.where(np.isnan(values), 0, values)
         if np.all(filled == np.round(filled)):
             return filled.astype(np.int64)
-        return values.astype(str)
+        return values.astype(str).astype(object)  # float text is short
+    if values.dtype.kind == "U":
+        return values.astype(object)
     items = values.tolist()
     if items and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
         return np.array(items, np.int64)
-    return np.array(["" if v is None else str(v) for v in items])
+    return _objects(["" if v is None else v if type(v) is str else str(v) for v in items])
 
 
 def _split_sequences(values: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,20 +123,34 @@ def _split_sequences(values: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarr
             lists.append(list(v))
     counts = np.array([len(x) for x in lists], np.int64)
     flat = [t for x in lists for t in x]
-    return _as_tokens(np.array(flat, dtype=object) if flat else np.zeros(0, np.int64)), counts
+    return _as_tokens(_objects(flat) if flat else np.zeros(0, np.int64)), counts
 
 
 def _fit_vocab(tokens: np.ndarray, min_count: int) -> np.ndarray:
-    tokens = tokens[~_missing_mask(tokens)] if tokens.dtype.kind in "OUS" else tokens
-    uniq, counts = np.unique(tokens, return_counts=True)
-    return uniq[counts >= min_count]
+    """Tokens `[T]` -> the sorted distinct non-missing values seen >= `min_count` times `[V]`.
+
+    Strings sort in code-point order (numpy's unicode order; pyarrow sorts UTF-8 bytes,
+    which is the same order), so ids are those of `np.unique` on the values.
+    """
+    if tokens.dtype.kind != "O":
+        uniq, counts = np.unique(tokens, return_counts=True)
+        return uniq[counts >= min_count]
+    tokens = tokens[~_missing_mask(tokens)]
+    if len(tokens) == 0:
+        return _objects([])
+    vc = pc.value_counts(_arrow_text(tokens))
+    values, counts = vc.field("values"), vc.field("counts").to_numpy()
+    keep = values.filter(pa.array(counts >= min_count))
+    return _objects(keep.take(pc.sort_indices(keep)).to_pylist())
 
 
 def _lookup(vocab: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Id of each token `[N]` in the sorted vocabulary `[V]`: 1 + its position, 0 if absent."""
     if len(vocab) == 0 or len(tokens) == 0:
         return np.zeros(len(tokens), np.int32)
-    if vocab.dtype.kind != tokens.dtype.kind:  # e.g. ints in train, strings elsewhere
-        vocab, tokens = vocab.astype(str), tokens.astype(str)
+    if vocab.dtype.kind == "O" or tokens.dtype.kind == "O":  # strings (or ints in train, strings elsewhere)
+        index = pc.index_in(_arrow_text(_to_text(tokens)), value_set=_arrow_text(_to_text(vocab)))
+        return (pc.fill_null(index, -1).to_numpy() + 1).astype(np.int32)
     pos = np.clip(np.searchsorted(vocab, tokens), 0, len(vocab) - 1)
     return np.where(vocab[pos] == tokens, pos + 1, 0).astype(np.int32)
 

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -40,6 +41,8 @@ from jaxrec.errors import ConfigError, DataError
 _CSV_EXTENSIONS = (".csv", ".tsv", ".txt")
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+MAX_VALUE_BYTES = 1 << 16  # default longest categorical / sequence cell, in UTF-8 bytes
+_BLOCK_BYTES = 1 << 20  # pyarrow's default CSV block; grown when a line is longer
 
 
 def load_tabular(
@@ -55,6 +58,7 @@ def load_tabular(
     split_seed: int = 2024,
     group_key: str | None = None,
     name: str = "tabular",
+    max_value_bytes: int | None = MAX_VALUE_BYTES,
 ) -> Dataset:
     """Reads a CSV or Parquet file (or three, one per split) into an encoded `Dataset`.
 
@@ -74,6 +78,11 @@ def load_tabular(
         None. Its encoded ids are the groups; with `encoding='vocab'` users unseen in train
         all share id 0, so prefer 'hash' or 'identity' for it.
       name: dataset name (for logs).
+      max_value_bytes: the longest categorical or sequence cell accepted, in UTF-8 bytes
+        (default 64 KiB; None: no limit). A longer one is a DataError naming the file, line
+        (or row), column and length: ids are short, and a huge cell is most often an
+        unclosed quote or a file of another format. Memory stays bounded by the data either
+        way (values are never copied into fixed-width arrays).
 
     Returns:
       `Dataset` whose splits hold, for N_split rows: categorical and bucketized numeric
@@ -83,12 +92,12 @@ def load_tabular(
 
     Raises:
       ConfigError: a feature dict or an argument is invalid.
-      DataError: a file is missing, empty or malformed, lacks a column, or has a label
-        outside {0, 1}; the message names the file and line (CSV, 1-based, the header is
+      DataError: a file is missing, empty or malformed, lacks a column, has a label
+        outside {0, 1} or a value longer than `max_value_bytes`; the message names the file and line (CSV, 1-based, the header is
         line 1) or row (Parquet, 0-based).
     """
     specs = tuple(from_dict(d, where=f"dataset.features[{i}]") for i, d in enumerate(features))
-    _check_config(specs, group_key, format, delimiter, valid_path, test_path)
+    _check_config(specs, group_key, format, delimiter, valid_path, test_path, max_value_bytes)
     types = _column_types(specs, label)
 
     if valid_path is None:
@@ -96,14 +105,14 @@ def load_tabular(
             random_split(0, split, split_seed)  # validates the fractions before reading
         except ValueError as e:
             raise ConfigError(f"load_tabular: {e}") from None
-        columns, where = _read(path, format, delimiter, types)
+        columns, where = _read(path, format, delimiter, types, max_value_bytes)
         labels = check_binary_labels(columns[label], where, field=f"label {label!r}")
         rows = random_split(len(labels), split, split_seed)
         raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx)) for s, idx in rows.items()}
     else:
         raw = {}
         for s, p in (("train", path), ("valid", valid_path), ("test", test_path)):
-            columns, where = _read(p, format, delimiter, types)
+            columns, where = _read(p, format, delimiter, types, max_value_bytes)
             raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where)
 
     if len(raw["train"][1]) == 0:
@@ -116,7 +125,8 @@ def load_tabular(
     return Dataset(name=name, features=specs, splits=splits, group_key=group_key)
 
 
-def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path) -> None:
+def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path,
+                  max_value_bytes: int | None) -> None:
     if not specs:
         raise ConfigError("dataset.features: give at least one feature")
     keys = [LABELS] + [f.name for f in specs] + [lengths_key(f.name) for f in specs if isinstance(f, Sequence)]
@@ -131,6 +141,8 @@ def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str
         raise ConfigError(f"dataset.format: must be 'auto', 'csv' or 'parquet', got {format!r}")
     if len(delimiter) != 1:
         raise ConfigError(f"dataset.delimiter: must be one character, got {delimiter!r}")
+    if max_value_bytes is not None and (isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int) or max_value_bytes < 1):
+        raise ConfigError(f"dataset.max_value_bytes: must be a positive integer or None (no limit), got {max_value_bytes!r}")
     if (valid_path is None) != (test_path is None):
         raise ConfigError("dataset: give both valid_path and test_path, or neither (then the file is split at random)")
 
@@ -168,18 +180,24 @@ def _detect_format(path: str, format: str) -> str:
     raise ConfigError(f"{path}: cannot tell the format from the extension; set dataset.format to 'csv' or 'parquet'")
 
 
-def _read(path: str, format: str, delimiter: str, types: dict[str, str]) -> tuple[dict[str, np.ndarray], RowLocator]:
-    """Reads the columns named in `types` from one file -> ({column: [N]}, row locator)."""
+def _read(path: str, format: str, delimiter: str, types: dict[str, str],
+          max_value_bytes: int | None = MAX_VALUE_BYTES) -> tuple[dict[str, np.ndarray], RowLocator]:
+    """Reads the columns named in `types` from one file -> ({column: [N]}, row locator).
+
+    Text columns become object arrays of Python `str` (or lists of them): memory is bounded
+    by the data, whatever the length of its longest value."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the file is empty")
     if _detect_format(path, format) == "csv":
-        table, where = _read_csv(path, delimiter, types), _csv_locator(path)
+        table, where = _read_csv(path, delimiter, types, max_value_bytes), _csv_locator(path)
     else:
         table, where = _read_parquet(path, types), (lambda i: f"{path}: row {i} (0-based)")
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
+    if max_value_bytes is not None:
+        _check_lengths(table, types, max_value_bytes, where)
     return {c: _to_numpy(table.column(c)) for c in types}, where
 
 
@@ -193,20 +211,29 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def _read_csv(path: str, delimiter: str, types: dict[str, str]) -> pa.Table:
+def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes: int | None) -> pa.Table:
+    """Parses the CSV with pyarrow in blocks of 1 MiB, or, when a line is longer (pyarrow: "straddling
+    object"), of twice the longest line, once the file has been scanned for a real error first."""
     header = _csv_header(path, delimiter)
     _check_columns(path, header, types, delimiter)
     arrow = {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}
-    try:
-        return pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(types), column_types={c: arrow[k] for c, k in types.items()}, strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowInvalid as e:
-        raise _malformed_csv(path, delimiter, header, types, e) from None
+    block = _BLOCK_BYTES
+    while True:
+        try:
+            return pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=list(types), column_types={c: arrow[k] for c, k in types.items()}, strings_can_be_null=False
+                ),
+            )
+        except pa.ArrowInvalid as e:
+            error, longest = _scan_csv(path, delimiter, header, types, max_value_bytes)
+            if error is None and "straddl" in str(e) and longest + 2 > block:
+                block = max(2 * block, 1 << (2 * longest + 2).bit_length())
+                continue
+            raise (error or DataError(f"{path}: not a valid CSV file: {e}")) from None
 
 
 def _read_parquet(path: str, types: dict[str, str]) -> pa.Table:
@@ -254,7 +281,16 @@ def _text_lines(path: str):
 
 
 def _csv_fields(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter))
+    """One CSV line -> its fields; any field length (the csv module's own limit, 128 KiB by
+    default, is raised for this call and restored)."""
+    limit = csv.field_size_limit()
+    if len(line) < limit:
+        return next(csv.reader([line], delimiter=delimiter))
+    csv.field_size_limit(len(line) + 1)
+    try:
+        return next(csv.reader([line], delimiter=delimiter))
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _csv_header(path: str, delimiter: str) -> list[str]:
@@ -281,20 +317,56 @@ def _sub_locator(where: RowLocator, rows: np.ndarray) -> RowLocator:
     return lambda i: where(int(rows[i]))
 
 
-def _malformed_csv(path: str, delimiter: str, header: list[str], types: dict[str, str], error: Exception) -> DataError:
-    """pyarrow could not parse the CSV: re-reads it with the csv module to name the first bad line."""
+def _scan_csv(path: str, delimiter: str, header: list[str], types: dict[str, str],
+              max_value_bytes: int | None) -> tuple[DataError | None, int]:
+    """pyarrow could not parse the CSV: re-reads it line by line with the csv module.
+
+    Returns (the error of the first bad line, or None if every line is good; the longest
+    line in UTF-8 bytes). A bad line has another number of fields than the header, a text
+    value over `max_value_bytes`, or a non-number in a numeric column."""
     position = {c: header.index(c) for c, k in types.items() if k != "text"}
+    text = {c: header.index(c) for c, k in types.items() if k == "text"}
+    longest = 0
     for line_no, line in _text_lines(path):
         if line_no == 1 or not line:
             continue
+        longest = max(longest, len(line.encode("utf-8", "surrogatepass")) if len(line) > 1024 else 4 * len(line))
         fields = _csv_fields(line, delimiter)
         if len(fields) != len(header):
-            return DataError(f"{path}:{line_no}: expected {len(header)} fields (as in the header), got {len(fields)}")
+            return DataError(f"{path}:{line_no}: expected {len(header)} fields (as in the header), got {len(fields)}"), longest
+        if max_value_bytes is not None:
+            for column, i in text.items():
+                if len(fields[i]) * 4 > max_value_bytes and (n := len(fields[i].encode("utf-8", "surrogatepass"))) > max_value_bytes:
+                    return _too_long(f"{path}:{line_no}", column, n, max_value_bytes), longest
         for column, i in position.items():
             if not _parses(fields[i], types[column]):
                 want = "an integer id" if types[column] == "int" else "a number"
-                return DataError(f"{path}:{line_no}: column {column!r} expects {want} or nothing, got {fields[i]!r}")
-    return DataError(f"{path}: not a valid CSV file: {error}")
+                shown = fields[i] if len(fields[i]) <= 80 else f"{fields[i][:80]!r}... ({len(fields[i]):,} characters)"
+                return DataError(f"{path}:{line_no}: column {column!r} expects {want} or nothing, got {shown!r}"), longest
+    return None, longest
+
+
+def _too_long(where: str, column: str, size: int, limit: int) -> DataError:
+    return DataError(f"{where}: column {column!r} has a value of {size:,} bytes, over max_value_bytes={limit:,} "
+                     "(an unclosed quote, or a file of another format?); raise dataset.max_value_bytes, "
+                     "or set it to None, if such values are meant")
+
+
+def _check_lengths(table: pa.Table, types: dict[str, str], limit: int, where: RowLocator) -> None:
+    """DataError naming the first row whose text (or sequence) cell is over `limit` UTF-8 bytes."""
+    for c, kind in types.items():
+        if kind != "text":
+            continue
+        column = table.column(c).combine_chunks() if table.column(c).num_chunks != 1 else table.column(c).chunk(0)
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            rows, column = pc.list_parent_indices(column).to_numpy(), pc.list_flatten(column)
+        else:
+            rows = None
+        lengths = pc.binary_length(column)
+        top = pc.max(lengths).as_py()
+        if top is not None and top > limit:
+            i = int(np.argmax(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False) > limit))
+            raise _too_long(where(int(rows[i]) if rows is not None else i), c, int(lengths[i].as_py()), limit)
 
 
 def _parses(value: str, kind: str) -> bool:
