@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from jaxrec.data.encoding import check_binary_labels, encode, fit
+from jaxrec.data.encoding import MAX_VALUE_BYTES, check_binary_labels, encode, fit
 from jaxrec.data.dataset import LABELS, Dataset, random_split
 from jaxrec.data.features import Categorical, Feature, Numeric
 from jaxrec.errors import ConfigError, DataError
@@ -63,6 +63,7 @@ def load_criteo(
     split_seed: int = 2024,
     chunk_rows: int = 1_000_000,
     max_rows: int | None = None,
+    max_value_bytes: int | None = MAX_VALUE_BYTES,
 ) -> Dataset:
     """Reads a Criteo-format TSV file into an encoded train/valid/test `Dataset`.
 
@@ -82,6 +83,9 @@ def load_criteo(
       chunk_rows: about how many rows are parsed and encoded at a time (sets pyarrow's
         block size); bounds the memory of the raw text, not the result.
       max_rows: read only the first `max_rows` rows (for quick experiments).
+      max_value_bytes: the longest C value accepted, in UTF-8 bytes (default 64 KiB; None:
+        no limit); a longer one is a DataError naming `path:LINE`, the column and the length
+        (Criteo values are 8 hex digits: a huge one means a damaged file).
 
     Returns:
       `Dataset` named 'criteo' with `group_key=None`. Each split holds, for N_split rows:
@@ -100,6 +104,8 @@ def load_criteo(
         raise ConfigError(f"load_criteo: hash_buckets must be >= 2, got {hash_buckets}")
     if encoding == "vocab" and min_count < 1:
         raise ConfigError(f"load_criteo: min_count must be >= 1, got {min_count}")
+    if max_value_bytes is not None and (isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int) or max_value_bytes < 1):
+        raise ConfigError(f"load_criteo: max_value_bytes must be a positive integer or None, got {max_value_bytes!r}")
     if chunk_rows < 1 or (max_rows is not None and max_rows < 1):
         raise ConfigError(f"load_criteo: chunk_rows and max_rows must be >= 1, got {chunk_rows}, {max_rows}")
     try:
@@ -119,13 +125,16 @@ def load_criteo(
     parts: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
 
     types = {"label": pa.int64(), **{c: pa.int64() for c in INT_COLUMNS}, **{c: pa.string() for c in CAT_COLUMNS}}
-    for start, batch in _batches(path, types, _dac_line_error, chunk_rows, max_rows):
+    line_error = lambda fields: _dac_line_error(fields, max_value_bytes)
+    for start, batch in _batches(path, types, line_error, chunk_rows, max_rows):
         labels = batch.column("label").to_numpy(zero_copy_only=False)
         parts["label"].append(check_binary_labels(labels, where=lambda i, s=start: _locate(path, s + i)))
         ints = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in INT_COLUMNS}
         for name, ids in encode(int_specs, {}, ints).items():
             parts[name].append(ids)
         for f in cat_specs:
+            if max_value_bytes is not None:
+                _check_length(path, start, f.name, batch.column(f.name), max_value_bytes)
             parts[f.name].append(_encode_categorical(f, batch.column(f.name), seen[f.name]))
 
     if not parts["label"]:
@@ -252,10 +261,28 @@ def _malformed(path: str, error: Exception, line_error) -> DataError:
         message = line_error(line.split("\t"))
         if message:
             return DataError(f"{path}:{line_no}: {message}")
+    if "straddl" in str(error):
+        longest = max(len(raw) for _, raw in _lines(path))
+        return DataError(f"{path}: a line of {longest:,} bytes is longer than the read block; raise chunk_rows "
+                         f"(the block holds chunk_rows x {_BYTES_PER_ROW} bytes)")
     return DataError(f"{path}: not a valid TSV file of this format: {error}")
 
 
-def _dac_line_error(fields: list[str]) -> str | None:
+def _check_length(path: str, start: int, column: str, values: pa.Array, limit: int) -> None:
+    """DataError naming `path:LINE` of the first value of a chunk's column over `limit` bytes."""
+    lengths = pc.binary_length(values)
+    top = pc.max(lengths).as_py()
+    if top is not None and top > limit:
+        i = int(np.argmax(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False) > limit))
+        raise DataError(f"{_locate(path, start + i)}: {_too_long(column, int(lengths[i].as_py()), limit)}")
+
+
+def _too_long(column: str, size: int, limit: int) -> str:
+    return (f"column {column} has a value of {size:,} bytes, over max_value_bytes={limit:,} (a damaged file?); "
+            "raise max_value_bytes, or set it to None, if such values are meant")
+
+
+def _dac_line_error(fields: list[str], max_value_bytes: int | None = MAX_VALUE_BYTES) -> str | None:
     """What is wrong with one split line of a display-advertising file, or None."""
     if len(fields) != len(COLUMNS):
         return f"expected {len(COLUMNS)} tab-separated fields, got {len(fields)}"
@@ -263,7 +290,11 @@ def _dac_line_error(fields: list[str]) -> str | None:
         return f"label {fields[0]!r} is not 0 or 1"
     for name, value in zip(INT_COLUMNS, fields[1:]):
         if value and not _is_int64(value):
-            return f"column {name} expects an integer or nothing, got {value!r}"
+            return f"column {name} expects an integer or nothing, got {value if len(value) <= 80 else value[:80] + '...'!r}"
+    if max_value_bytes is not None:
+        for name, value in zip(CAT_COLUMNS, fields[1 + len(INT_COLUMNS):]):
+            if len(value) * 4 > max_value_bytes and len(value.encode()) > max_value_bytes:
+                return _too_long(name, len(value.encode()), max_value_bytes)
     return None
 
 

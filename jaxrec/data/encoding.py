@@ -22,6 +22,7 @@ from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, length
 from jaxrec.errors import DataError
 
 RowLocator = Callable[[int], str]  # row index -> "file:line" for error messages
+MAX_VALUE_BYTES = 1 << 16  # readers' default longest categorical / sequence value, in UTF-8 bytes
 log = logging.getLogger("jaxrec")
 
 

@@ -34,14 +34,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jaxrec.data.dataset import LABELS, Dataset, random_split, take
-from jaxrec.data.encoding import RowLocator, check_binary_labels, encode, fit
+from jaxrec.data.encoding import MAX_VALUE_BYTES, RowLocator, check_binary_labels, encode, fit
 from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, from_dict, lengths_key
 from jaxrec.errors import ConfigError, DataError
 
 _CSV_EXTENSIONS = (".csv", ".tsv", ".txt")
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
-MAX_VALUE_BYTES = 1 << 16  # default longest categorical / sequence cell, in UTF-8 bytes
 _BLOCK_BYTES = 1 << 20  # pyarrow's default CSV block; grown when a line is longer
 
 

@@ -230,3 +230,18 @@ def test_gzip_file(tmp_path, tsv, rows):
         f.write("".join("\t".join(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=r"bad\.tsv\.gz:10: column I3"):
         load_criteo(str(tmp_path / "bad.tsv.gz"))
+
+
+def test_value_over_max_value_bytes_names_line_and_column(tmp_path, rows):
+    rows[30][14 + 4] = "f" * 70_000  # line 31, column C5 (fits pyarrow's block: checked per chunk)
+    path = write(tmp_path / "criteo.tsv", rows)
+    with pytest.raises(DataError, match=r"criteo\.tsv:31: column C5 has a value of 70,000 bytes, over max_value_bytes=65,536"):
+        load_criteo(path)
+    assert load_criteo(path, max_value_bytes=None).num_rows("train") == 160
+    rows[30][14 + 4] = "f" * (2 << 20)  # longer than a read block of chunk_rows=200 rows
+    path = write(tmp_path / "criteo.tsv", rows)
+    with pytest.raises(DataError, match=r"criteo\.tsv:31: column C5 has a value of 2,097,152 bytes"):
+        load_criteo(path, chunk_rows=200)
+    with pytest.raises(DataError, match=r"a line of 2,09\d,\d{3} bytes is longer than the read block; raise chunk_rows"):
+        load_criteo(path, chunk_rows=200, max_value_bytes=None)
+    assert load_criteo(path, max_value_bytes=None).num_rows("test") == 20
