@@ -11,3 +11,11 @@ class DataError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointDamaged(DataError):
+    """A checkpoint's files do not match the manifest written with it, or it cannot be read."""
+
+
+class WorkdirConflict(ConfigError):
+    """A workdir belongs to another run (another config or data) or is in use by another process."""

@@ -34,17 +34,17 @@ def train_chunks(
     """Yields `(first_step_in_epoch, chunk)` for one shuffled epoch.
 
     Chunk k holds steps `[k*K, min((k+1)*K, S))` of the epoch as arrays `[K_k, B, ...]`;
-    `start_step` (a multiple of K) skips the chunks before it, for resuming.
+    `start_step` skips the steps before it, for resuming: if it is not a multiple of K (a run
+    resumed with another `steps_per_call`), the first chunk runs up to the next multiple.
     """
     n = len(next(iter(columns.values())))
     total = steps_per_epoch(n, batch_size)
     if total == 0:
         raise ValueError(f"train split has {n} rows, fewer than one batch of {batch_size} (train.batch_size)")
-    if start_step % steps_per_call:
-        raise ValueError(f"start_step {start_step} is not a multiple of steps_per_call {steps_per_call}")
     order = epoch_order(n, seed, epoch)
-    for first in range(start_step, total, steps_per_call):
-        k = min(steps_per_call, total - first)
+    edges = [start_step, *range(start_step - start_step % steps_per_call + steps_per_call, total, steps_per_call), total]
+    for first, stop in zip(edges[:-1], edges[1:]):
+        k = stop - first
         idx = order[first * batch_size:(first + k) * batch_size]
         yield first, {name: col[idx].reshape((k, batch_size) + col.shape[1:]) for name, col in columns.items()}
 
@@ -60,8 +60,8 @@ def train_stream(
     """Yields `(global_step, chunk)` from `start_step` up to `total_steps`, across epochs.
 
     The same chunks as `train_chunks` epoch after epoch; a chunk never crosses an epoch end,
-    so `global_step % steps_per_epoch` tells where an epoch starts. `start_step` must be a
-    chunk edge (a multiple of `steps_per_call` within its epoch).
+    so `global_step % steps_per_epoch` tells where an epoch starts. A `start_step` off the
+    chunk edges gives one shorter first chunk.
     """
     n = len(next(iter(columns.values())))
     spe = steps_per_epoch(n, batch_size)

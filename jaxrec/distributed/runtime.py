@@ -62,3 +62,9 @@ def to_host(tree: Any) -> Any:
         return np.asarray(x)
 
     return jax.tree.map(fetch, tree)
+
+
+def barrier(name: str) -> None:
+    """Waits until every process of a multi-process run reaches the barrier `name` (no-op alone)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

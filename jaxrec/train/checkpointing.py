@@ -5,7 +5,17 @@ Two managers under the workdir:
   best/         the parameters of the best validation epoch, for early stopping and eval.
 
 Each step stores `state` and `meta` (JSON: epoch history, early-stopping counters), written
-atomically by orbax: a run killed mid-save leaves the previous checkpoint intact.
+atomically by orbax: a run killed mid-save leaves the previous checkpoint intact. Then a
+manifest `<step>/jaxrec_manifest.json` records the size and SHA-256 of every file of the step,
+so that damage after the write (a flipped byte, a truncated or deleted file) is detected when
+the step is read back. Crash safety, with a kill at any instant:
+
+* `save` is idempotent: a step that exists already (a replay after a kill between two saves,
+  e.g. `best/<epoch>` written but not yet `checkpoints/<step>`) is replaced, not refused.
+* `restore()` of the latest step falls back to the newest older step that verifies and reads;
+  a damaged step is moved to `<directory>-damaged/<step>-<time>` (nothing is deleted) and
+  named in a warning. A step without a manifest (written before manifests existed, or killed
+  between the orbax write and the manifest) is read unverified.
 
 Embedding tables are stored *logically*: every stacked `[sum_t V_t, D]` array of an
 EmbeddingLayer (the table, and any per-row optimizer slot with the same leading dim, e.g.
@@ -16,6 +26,12 @@ re-stacks them for the layout of the run that reads it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,6 +43,10 @@ from flax import serialization
 from jaxrec.distributed import runtime
 from jaxrec.embedding.layer import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding
+from jaxrec.errors import CheckpointDamaged
+
+log = logging.getLogger("jaxrec")
+MANIFEST = "jaxrec_manifest.json"
 
 LOGICAL = "tables"  # a split array is saved as {LOGICAL: {table name: rows}}
 Layouts = Mapping[tuple[str, ...], StackLayout]
@@ -60,6 +80,49 @@ def from_logical(saved: Any, like: Any, layouts: Layouts, path: tuple[str, ...] 
     return saved
 
 
+def file_digests(directory: Path) -> dict[str, list]:
+    """`{relative path: [size in bytes, sha256 hex]}` of every file under `directory` (the
+    manifest itself excluded)."""
+    out = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[path.relative_to(directory).as_posix()] = [path.stat().st_size, h.hexdigest()]
+    return out
+
+
+def write_manifest(step_dir: Path) -> None:
+    """Records the digests of a finished step in `<step_dir>/jaxrec_manifest.json` (atomically)."""
+    tmp = step_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"version": 1, "files": file_digests(step_dir)}))
+    os.replace(tmp, step_dir / MANIFEST)
+
+
+def verify_manifest(step_dir: Path) -> bool:
+    """True if `step_dir` matches its manifest, False if it has none; raises CheckpointDamaged
+    naming the first file that is missing, extra, of another size or another content."""
+    path = step_dir / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        want = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError) as e:
+        raise CheckpointDamaged(f"{path}: unreadable manifest ({e})") from None
+    have = file_digests(step_dir)
+    for name in sorted(set(want) | set(have)):
+        if name not in have:
+            raise CheckpointDamaged(f"{step_dir}: file {name} is missing")
+        if name not in want:
+            raise CheckpointDamaged(f"{step_dir}: file {name} was not part of the checkpoint")
+        if have[name][0] != want[name][0]:
+            raise CheckpointDamaged(f"{step_dir}: file {name} has {have[name][0]} bytes, {want[name][0]} were written")
+        if have[name][1] != want[name][1]:
+            raise CheckpointDamaged(f"{step_dir}: file {name} has other bytes than were written (SHA-256 differs)")
+    return True
+
+
 class Checkpointer:
     """Saves and restores `(pytree, meta)` pairs at integer steps under `directory`.
 
@@ -70,37 +133,95 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | Path, keep: int = 2, layouts: Layouts | None = None, rows_for: RowsFor | None = None):
+        if int(keep) < 1:
+            raise ValueError(f"keep={keep}: at least one checkpoint must be kept to resume from")
         self.directory = Path(directory).absolute()
         self.layouts = dict(layouts or {})
         self.rows_for = rows_for
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False,
+                                                 cleanup_tmp_directories=True),
             item_names=("state", "meta"),
         )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, tree: Any, meta: dict) -> None:
-        """Every process of a multi-process run calls it (the state is gathered to each host)."""
+        """Writes step `step` (replacing it if it exists), then its manifest. Every process of a
+        multi-process run calls it (the state is gathered to each host)."""
         if jax.process_count() > 1:
             tree = runtime.to_host(tree)
         logical = to_logical(serialization.to_state_dict(tree), self.layouts, self.rows_for)
+        if step in self._manager.all_steps():  # a replay after a kill: same step, same content
+            self._manager.delete(step)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(logical), meta=ocp.args.JsonSave(meta)), force=True)
         self._manager.wait_until_finished()
+        if runtime.is_main():
+            write_manifest(self.step_dir(step))
 
-    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restores into the structure (and stacking) of `target`, an unsharded state
-        (arrays or ShapeDtypeStructs) of the reading run."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def _restore_step(self, target: Any, step: int) -> tuple[Any, dict]:
+        verified = verify_manifest(self.step_dir(step))
         like = serialization.to_state_dict(target)
         abstract = to_logical(jax.tree.map(ocp.utils.to_shape_dtype_struct, like), self.layouts)
-        out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        try:
+            out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                      meta=ocp.args.JsonRestore()))
+        except Exception as e:  # orbax/tensorstore raise many types for unreadable files
+            raise CheckpointDamaged(f"{self.step_dir(step)}: cannot be read ({type(e).__name__}: {str(e)[:300]})") from e
+        if not verified:
+            log.info("%s has no manifest (an older checkpoint, or killed before its manifest): read unverified",
+                     self.step_dir(step))
         restored = from_logical(out["state"], like, self.layouts)
         return serialization.from_state_dict(target, jax.tree.map(jax.numpy.asarray, restored)), dict(out["meta"])
+
+    def restore(self, target: Any, step: int | None = None, fallback: bool = False) -> tuple[Any, dict]:
+        """Restores into the structure (and stacking) of `target`, an unsharded state
+        (arrays or ShapeDtypeStructs) of the reading run.
+
+        `step=None` reads the latest step; with `fallback=True` (resuming a run) the newest
+        step that verifies and reads, damaged newer steps being moved aside (module docstring).
+        Raises FileNotFoundError without any step, CheckpointDamaged naming the damage."""
+        steps = self.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        if step is not None or not fallback:
+            return self._restore_step(target, steps[-1] if step is None else step)
+        damaged = []
+        for s in reversed(steps):
+            try:
+                out = self._restore_step(target, s)
+            except CheckpointDamaged as e:
+                damaged.append(str(e))
+                log.warning("checkpoint step %d is damaged: %s; %s", s, e,
+                            "trying the previous one" if s != steps[0] else "no older checkpoint")
+                self._set_aside(s)
+                continue
+            if damaged:
+                log.warning("resuming from step %d of %s instead (damaged steps moved to %s)", s, self.directory,
+                            self._aside_dir())
+            return out
+        raise CheckpointDamaged(f"every checkpoint in {self.directory} is damaged (moved to {self._aside_dir()}):\n  "
+                                + "\n  ".join(damaged))
+
+    def _aside_dir(self) -> Path:
+        return self.directory.with_name(self.directory.name + "-damaged")
+
+    def _set_aside(self, step: int) -> None:
+        """Moves a damaged step out of the manager's directory (kept for inspection)."""
+        if runtime.is_main():
+            dest = self._aside_dir() / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(self.step_dir(step)), str(dest))
+        runtime.barrier(f"set_aside_{self.directory.name}_{step}")
+        self._manager.reload()
 
     def restore_matching(self, target: Any, step: int | None = None) -> tuple[Any, list[str], list[str]]:
         """Warm start: the saved arrays (of any run's layout) where a logical path and shape of

@@ -33,8 +33,10 @@ def default_config() -> ml_collections.ConfigDict:
         steps_per_call=0,            # steps per compiled call; 0 = a whole epoch
         eval_batch_size=8192,
         eval_steps_per_call=16,
-        checkpoint_every_steps=0,    # 0 = at every epoch end only; else also mid-epoch
-        keep_checkpoints=2,
+        checkpoint_every_steps=0,    # 0 = at every epoch end only; else also mid-epoch (steps_per_call=0: calls of this many steps)
+        keep_checkpoints=2,          # latest checkpoints kept (>= 1); a damaged one falls back to the one before
+        divergence_factor=100.0,     # stop when a step's loss exceeds this x the running median loss (0 = only NaN/inf)
+        allow_config_change=False,   # resume a workdir with more epochs / another patience (jaxrec.train.workdir.ALLOWED)
         progress_bar=True,
         init_from="",                # warm start: a workdir whose best parameters start this run (matching ones)
     ))
@@ -61,6 +63,17 @@ def default_config() -> ml_collections.ConfigDict:
     #   c.cross_features = {'method': 'pcf_gnn', 'pairs': (('user_id', 'genre_first'),)}
     c.cross_features = ml_collections.ConfigDict()
     return c
+
+
+# Validation metrics early stopping can follow, and the direction in which each improves.
+EARLY_STOPPING_METRICS = {"auc": "max", "gauc": "max", "logloss": "min"}
+
+
+def _number(section, key: str, where: str) -> float:
+    try:
+        return float(section[key])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.{key}={section[key]!r}: expected a number") from None
 
 
 def _suggest(key: str, valid) -> str:
@@ -101,11 +114,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"unknown config key '{sec}.{k}' for {sec} {name!r}{_suggest(k, sorted(options(name)))}; "
                               f"valid: {sorted(options(name))}")
     t, es = config.train, config.early_stopping
-    for key in ("batch_size", "num_epochs", "eval_batch_size", "eval_steps_per_call"):
-        if int(t[key]) < 1:
-            raise ConfigError(f"train.{key}={t[key]} must be >= 1")
+    for key in ("batch_size", "num_epochs", "eval_batch_size", "eval_steps_per_call", "keep_checkpoints"):
+        if _number(t, key, "train") < 1:
+            raise ConfigError(f"train.{key}={t[key]} must be >= 1" + (
+                " (a checkpoint must be kept to resume from)" if key == "keep_checkpoints" else ""))
+    for key in ("steps_per_call", "checkpoint_every_steps", "divergence_factor"):
+        if _number(t, key, "train") < 0:
+            raise ConfigError(f"train.{key}={t[key]} must be >= 0 (0 = off / default)")
+    if es.metric not in EARLY_STOPPING_METRICS:
+        raise ConfigError(f"early_stopping.metric={es.metric!r}{_suggest(str(es.metric), list(EARLY_STOPPING_METRICS))}; "
+                          f"expected one of {sorted(EARLY_STOPPING_METRICS)}")
     if es.mode not in ("max", "min"):
         raise ConfigError(f"early_stopping.mode={es.mode!r}: expected 'max' or 'min'")
+    if es.mode != EARLY_STOPPING_METRICS[es.metric]:
+        raise ConfigError(f"early_stopping.metric={es.metric!r} improves when it goes "
+                          f"{'up' if EARLY_STOPPING_METRICS[es.metric] == 'max' else 'down'}: set early_stopping.mode="
+                          f"{EARLY_STOPPING_METRICS[es.metric]!r} (it is {es.mode!r})")
+    if _number(es, "patience", "early_stopping") < 0 or _number(es, "min_delta", "early_stopping") < 0:
+        raise ConfigError(f"early_stopping.patience={es.patience} and min_delta={es.min_delta} must be >= 0")
+    sections = [("optimizer", config.optimizer), ("sparse_optimizer", config.sparse_optimizer)]
+    sections += [(f"tables.{n}.optimizer", o["optimizer"]) for n, o in config.get("tables", {}).items()
+                 if isinstance(o, (dict, ml_collections.ConfigDict)) and o.get("optimizer") and "lr" in o["optimizer"]]
+    for where, section in sections:
+        lr = _number(section, "lr", where)
+        if not (lr > 0 and lr < float("inf")):
+            raise ConfigError(f"{where}.lr={section['lr']}: the learning rate must be a finite number > 0")
+    for key, value in config.model.items():
+        if (key == "embed_dim" or key.endswith("_dim")) and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ConfigError(f"model.{key}={value} must be >= 1")
     for split in config.eval_splits:
         if split not in ("train", "valid", "test"):
             raise ConfigError(f"eval_splits contains {split!r}: expected train, valid or test")

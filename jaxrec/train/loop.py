@@ -11,6 +11,7 @@ Layout of a workdir: `config.json`, `checkpoints/`, `best/`, `tb/` (TensorBoard 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -41,6 +42,7 @@ from jaxrec.train import state as state_lib
 from jaxrec.train.checkpointing import Checkpointer
 from jaxrec.train.optimizers import make_optimizer, make_table_optimizers
 from jaxrec.train.prefetch import device_prefetch
+from jaxrec.train import workdir as workdir_lib
 
 log = logging.getLogger("jaxrec")
 
@@ -126,11 +128,31 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
                                      dedup_mode=config.sparse_optimizer.get("dedup", "auto"))
     return Experiment(
         config=config, dataset=dataset, model=model, optimizers=optimizers, steps_per_epoch=spe,
-        steps_per_call=int(t.steps_per_call) or spe,
+        steps_per_call=steps_per_call(t, spe),
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
         predict=jax.jit(state_lib.make_predict(model, sharding)),
         layouts=layouts, sharding=sharding, amtl=amtl_tables,
     )
+
+
+def steps_per_call(train: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """Steps per compiled call: `train.steps_per_call`, or else a whole epoch, or, with mid-epoch
+    checkpoints (`train.checkpoint_every_steps`), that many steps (checkpoints fall on call edges)."""
+    k, every = int(train.steps_per_call), int(train.checkpoint_every_steps)
+    return min(k or every or steps_per_epoch, steps_per_epoch)
+
+
+def check_validation_split(dataset: Dataset, metric: str) -> None:
+    """Early stopping reads a ranking metric on the valid split: it needs both classes there."""
+    labels = np.asarray(dataset.splits["valid"][LABELS]).reshape(-1) if "valid" in dataset.splits else None
+    if labels is None or not len(labels):
+        raise DataError(f"dataset {dataset.name!r} has no valid rows: early stopping and model selection need a valid split")
+    if metric == "gauc" and not dataset.group_key:
+        raise ConfigError(f"early_stopping.metric='gauc' needs a group key, which dataset {dataset.name!r} has none of "
+                          f"(dataset.group_key); use 'auc' or 'logloss'")
+    if metric in ("auc", "gauc") and (labels.min() == labels.max()):
+        raise DataError(f"the valid split of {dataset.name!r} has only label {labels[0]:g} ({len(labels):,} rows): "
+                        f"early_stopping.metric={metric!r} is undefined on it; change the split or the data")
 
 
 def predict_split(exp: Experiment, params, split: str) -> np.ndarray:
@@ -154,8 +176,8 @@ def evaluate(exp: Experiment, params, split: str) -> dict[str, float]:
 
 
 def _better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if best is None:
-        return not math.isnan(value)
+    if best is None or math.isnan(best):  # the first epoch is the best so far, whatever its value
+        return best is None or not math.isnan(value)
     return value > best + min_delta if mode == "max" else value < best - min_delta
 
 
@@ -203,13 +225,32 @@ def _log_counts(epoch: int, counts: dict) -> None:
                  epoch, t, c.get("occupancy", 0.0), *(c.get(k, 0) for k in ("admitted", "evicted", "rejected", "dropped", "unknown")))
 
 
-def _diverged(losses: np.ndarray, first: int, epoch: int, latest: Checkpointer) -> TrainingDiverged:
-    bad = int(np.argmax(~np.isfinite(losses)))
+def divergence(losses: np.ndarray, recent: np.ndarray, factor: float) -> tuple[int, str] | None:
+    """`(index, why)` of the first step loss `[K]` that is not finite, or (with `factor` > 0) above
+    `factor` x the median of the losses before it (`recent`, the last steps of the run, and the
+    chunk's own, once at least 10 are known); None if none is."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if len(bad):
+        return int(bad[0]), "is not finite"
+    if factor <= 0:
+        return None
+    history = np.concatenate([recent, losses])
+    for i in range(len(losses)):
+        seen = history[:len(recent) + i][-1000:]
+        if len(seen) >= 10:
+            ref = float(np.median(seen))
+            if ref > 0 and losses[i] > factor * ref:
+                return i, f"is over {factor:g} x the running median loss {ref:.4g} (train.divergence_factor)"
+    return None
+
+
+def _diverged(losses: np.ndarray, found: tuple[int, str], first: int, epoch: int, latest: Checkpointer) -> TrainingDiverged:
+    bad, why = found
     saved = latest.latest_step()
     where = (f"The last good checkpoint is kept: step {saved} in {latest.directory}; rerun to resume from it "
-             f"(e.g. with a lower optimizer.lr)" if saved is not None else
+             f"(e.g. with a lower optimizer.lr and --config.train.allow_config_change=true)" if saved is not None else
              "No checkpoint had been written yet; lower optimizer.lr or check the data")
-    return TrainingDiverged(f"loss became {losses[bad]} at step {first + bad} (epoch {epoch}); training stopped. {where}")
+    return TrainingDiverged(f"loss {losses[bad]:.6g} at step {first + bad} (epoch {epoch}) {why}; training stopped. {where}")
 
 
 def new_meta() -> dict:
@@ -228,10 +269,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lib.lock(workdir) if runtime.is_main() else contextlib.nullcontext():
+        return _train_and_evaluate(config, workdir, profile, dataset)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, profile: bool, dataset: Dataset | None) -> dict:
     exp = build(config, dataset)
-    if runtime.is_main():
-        (workdir / "config.json").write_text(config.to_json(indent=2))
     t, es = config.train, config.early_stopping
+    check_validation_split(exp.dataset, es.metric)
+    identity = workdir_lib.data_identity(exp.dataset)
+    if workdir_lib.check_run(workdir, config, identity, config_lib.default_config().to_dict()):
+        log.info("%s holds this run (same config and data): resuming", workdir)
+    if runtime.is_main():
+        workdir_lib.record_run(workdir, config, identity)
     bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
     log.info("%s", exp.dataset.summary())
 
@@ -242,7 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     log.info("parameters: %s dense, %s in embedding tables", f"{num_params['dense']:,}", f"{num_params['sparse']:,}")
     meta = new_meta()
     if latest.latest_step() is not None:
-        state, meta = latest.restore(state)
+        state, meta = latest.restore(state, fallback=True)
         log.info("resumed from %s at step %d", latest.directory, int(state.step))
     elif t.get("init_from"):
         state = state.replace(params=warm_start(exp, state.params, t.init_from))
@@ -259,6 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     stream = device_prefetch(batching.train_stream(train_cols, bs, k, int(config.seed), step, total_steps),
                              sharding=exp.batch_sharding)
     epoch_tic, epoch_first, epoch_counts = time.perf_counter(), step, dict(meta.get("epoch_counts", {}))
+    recent = np.zeros(0, np.float32)  # the last step losses, for divergence detection
     with logging_redirect_tqdm():  # log lines print above the progress bar
         try:
             for first, chunk in ([] if meta["stopped"] else stream):
@@ -272,8 +323,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
                 if profiling and profile:
                     jax.profiler.stop_trace()
                     profile = False  # one traced call is enough
-                if not np.all(np.isfinite(losses)):
-                    raise _diverged(losses, first, epoch, latest)
+                found = divergence(losses, recent, float(t.divergence_factor))
+                if found is not None:
+                    raise _diverged(losses, found, first, epoch, latest)
+                recent = np.concatenate([recent, losses])[-1000:]
                 state, step = new_state, first + len(losses)
                 bar.update(len(losses))
                 bar.set_postfix(epoch=epoch, loss=f"{losses.mean():.4f}")

@@ -34,8 +34,16 @@ def test_resume_mid_epoch_gives_the_same_remaining_chunks():
     tail = [(s, c) for s, c in full if s >= 19]
     assert [s for s, _ in resumed] == [s for s, _ in tail]
     assert all(np.array_equal(a["x"], b["x"]) for (_, a), (_, b) in zip(resumed, tail))
-    with pytest.raises(ValueError, match="not a multiple"):
-        list(batching.train_chunks(cols(), 64, 4, seed=1, epoch=0, start_step=3))
+
+
+
+def test_resume_off_the_chunk_edges_runs_a_short_first_chunk():
+    # A run checkpointed at step 3 with K=3, resumed with K=4: steps 3 (one step), then 4, 8, ...
+    full = list(batching.train_chunks(cols(), 64, 4, seed=1, epoch=0))
+    resumed = list(batching.train_chunks(cols(), 64, 4, seed=1, epoch=0, start_step=3))
+    assert [(s, len(c["x"])) for s, c in resumed] == [(3, 1), (4, 4), (8, 4), (12, 3)]
+    assert np.array_equal(resumed[0][1]["x"][0], full[0][1]["x"][3])
+    assert all(np.array_equal(a["x"], b["x"]) for (_, a), (_, b) in zip(resumed[1:], full[1:]))
 
 
 def test_eval_chunks_cover_every_row_once_in_order():
