@@ -19,6 +19,12 @@ The `history` variant adds behaviours and item content:
     and `item_year`, the content of every item a history can hold; each split also keeps
     its rows' `timestamp` (not a feature), for builders such as the item graph.
 
+Local files are checked against the SHA-256 of the GroupLens files (`SHA256`) after parsing
+(so a malformed line is named first); a mismatch is a DataError naming the file and its line
+count against the expected one ("truncated?"). Users who edit their copy on purpose pass
+`verify=False` (`--config.dataset.verify=False`); ratings must still be in 1..5 and ids and
+timestamps integers, errors naming `file:line`.
+
 Where the data comes from, in order: the `data_dir` argument, `$JAXREC_DATA_DIR/ml-100k`,
 then `~/.cache/jaxrec/ml-100k`, downloaded there from the official URL and checked
 against the published MD5 if missing.
@@ -45,6 +51,16 @@ URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ZIP_MD5 = "0e33842e24a9c977be4e0107933c0723"  # published at URL + ".md5"
 U_DATA_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
 FILES = ("u.data", "u.user", "u.item", "u.genre")
+# SHA-256 and line counts of the GroupLens files (u.data's as published; the others computed from
+# a copy whose u.data matches it). `read_raw(verify=True)` checks them.
+SHA256 = {
+    "u.data": U_DATA_SHA256,
+    "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+    "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+    "u.genre": "48c0197cf7aa88ff61797dfe07ed2ffd3c5555c8b9f9430b738c053525461061",
+}
+LINES = {"u.data": 100_000, "u.user": 943, "u.item": 1_682, "u.genre": 19}
+RATINGS = (1, 5)
 FIELDS = ("user_id", "item_id", "age_bucket", "gender", "occupation", "zip_prefix",
           "release_year", "genre_first", "hour", "weekday")
 AGE_EDGES = (18, 25, 35, 45, 50, 56)
@@ -102,6 +118,7 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, allow_download: boo
 
 
 def _read_rows(path: Path, sep: str, ncols: int, encoding_: str = "utf-8") -> list[list[str]]:
+    """Non-blank lines split into `ncols` fields; each row ends with its 1-based line number (int)."""
     rows = []
     with open(path, encoding=encoding_) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -111,24 +128,47 @@ def _read_rows(path: Path, sep: str, ncols: int, encoding_: str = "utf-8") -> li
             parts = line.split(sep)
             if len(parts) != ncols:
                 raise DataError(f"{path}:{lineno}: expected {ncols} {sep!r}-separated fields, got {len(parts)}: {line[:80]!r}")
-            rows.append(parts)
+            rows.append(parts + [lineno])
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
 
 
-def _ints(path: Path, rows: list[list[str]], col: int, name: str, skip_blank: bool = False) -> np.ndarray:
-    out = np.empty(len(rows), np.int64)
-    for i, r in enumerate(rows):
-        try:
-            out[i] = int(r[col])
-        except ValueError:
-            raise DataError(f"{path}: row {i + 1}: field {name!r} = {r[col]!r} is not an integer") from None
-    return out
+def _int(path: Path, row: list, col: int, name: str) -> int:
+    try:
+        return int(row[col])
+    except ValueError:
+        raise DataError(f"{path}:{row[-1]}: field {name!r} = {row[col][:80]!r} is not an integer") from None
 
 
-def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+def _ints(path: Path, rows: list[list], col: int, name: str) -> np.ndarray:
+    return np.fromiter((_int(path, r, col, name) for r in rows), np.int64, len(rows))
+
+
+def verify_files(data_dir: str | os.PathLike) -> None:
+    """Checks the GroupLens files of `data_dir` against `SHA256`; DataError naming the first
+    file that differs, with its line count against the expected one."""
+    d = Path(data_dir)
+    for name, expected in SHA256.items():
+        digest = hashlib.sha256((d / name).read_bytes()).hexdigest()
+        if digest == expected:
+            continue
+        with open(d / name, "rb") as fh:
+            lines = sum(1 for _ in fh)
+        want = LINES[name]
+        how = ("truncated?" if lines < want else "lines added?") if lines != want else "same line count: values edited?"
+        raise DataError(
+            f"{d / name}: not the GroupLens ml-100k file: SHA-256 {digest[:16]}... instead of {expected[:16]}...; "
+            f"{lines:,} lines, {want:,} expected ({how}). Restore the original (or delete the folder to download it), "
+            "or pass verify=False (--config.dataset.verify=False) to use an edited copy on purpose"
+        )
+
+
+def read_raw(data_dir: str | os.PathLike | None = None, verify: bool = True) -> dict[str, np.ndarray]:
     """Reads and joins the GroupLens files into raw columns, one entry per `u.data` line.
+
+    Checks every line (fields, integer ids / ratings / timestamps, ratings in 1..5, known users
+    and items; errors name `file:line`), then, with `verify`, the files' SHA-256 (`verify_files`).
 
     Returns columns `[100000]`: the ten FIELDS (strings or ints), 'rating' (int),
     'timestamp' (int), 'genres' and 'title' (object arrays of genre-name / title-word lists).
@@ -136,23 +176,30 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     d = find_data_dir(data_dir)
     ratings = _read_rows(d / "u.data", "\t", 4)
     cols = {n: _ints(d / "u.data", ratings, i, n) for i, n in enumerate(("user_id", "item_id", "rating", "timestamp"))}
+    bad = np.flatnonzero((cols["rating"] < RATINGS[0]) | (cols["rating"] > RATINGS[1]))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{d / 'u.data'}:{ratings[i][-1]}: rating {int(cols['rating'][i])} is not in "
+                        f"{RATINGS[0]}..{RATINGS[1]} ({len(bad)} such line(s))")
     genre_names = [r[0] for r in _read_rows(d / "u.genre", "|", 2)]
 
     users = {}
     for r in _read_rows(d / "u.user", "|", 5):
-        age = int(r[1])
-        users[int(r[0])] = (AGE_NAMES[int(np.searchsorted(AGE_EDGES, age, side="right"))], r[2], r[3], r[4][:2])
+        age = _int(d / "u.user", r, 1, "age")
+        users[_int(d / "u.user", r, 0, "user_id")] = (AGE_NAMES[int(np.searchsorted(AGE_EDGES, age, side="right"))], r[2], r[3], r[4][:2])
     items = {}
     for r in _read_rows(d / "u.item", "|", 5 + len(genre_names), encoding_="latin-1"):
         m = re.search(r"\((\d{4})\)\s*$", r[1])
-        flags = [g for g, f in zip(genre_names, r[5:]) if f == "1"]
+        flags = [g for g, f in zip(genre_names, r[5:-1]) if f == "1"]
         words = re.findall(r"[a-z0-9]+", re.sub(r"\(\d{4}\)\s*$", "", r[1]).lower())
-        items[int(r[0])] = (m.group(1) if m else "unk", flags[0] if flags else "unknown", flags, words)
+        items[_int(d / "u.item", r, 0, "item_id")] = (m.group(1) if m else "unk", flags[0] if flags else "unknown", flags, words)
 
-    for lineno, (u, it) in enumerate(zip(cols["user_id"], cols["item_id"]), 1):
+    for r, u, it in zip(ratings, cols["user_id"], cols["item_id"]):
         if u not in users or it not in items:
             which = f"user {u} not in u.user" if u not in users else f"item {it} not in u.item"
-            raise DataError(f"{d / 'u.data'}:{lineno}: {which}")
+            raise DataError(f"{d / 'u.data'}:{r[-1]}: {which}")
+    if verify:
+        verify_files(d)
     ufeat = [users[u] for u in cols["user_id"]]
     ifeat = [items[i] for i in cols["item_id"]]
     for k, name in enumerate(("age_bucket", "gender", "occupation", "zip_prefix")):
@@ -196,7 +243,8 @@ MULTITASK_LABELS = ("like", "love", "rating")  # rating >= 4, rating == 5, the r
 
 
 def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024,
-                        dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0, labels: str = "click") -> Dataset:
+                        dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0, labels: str = "click",
+                        verify: bool = True) -> Dataset:
     """The default MovieLens-100K CTR task (see module docstring) as a `Dataset`.
 
     Args:
@@ -207,12 +255,14 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
       dynamic_min_count, dynamic_steps_to_live: admission and eviction of the 'dynamic' variant.
       labels: 'click' (rating >= 4) or 'multitask': `[N, 3]` = (rating >= 4, rating == 5, rating),
         two binary tasks and a regression (`MULTITASK_LABELS`).
+      verify: check the files against the GroupLens SHA-256 (`verify_files`); False for a copy
+        edited on purpose (every line is still checked).
     Returns:
       Dataset with splits of 80,000 / 10,000 / 10,000 rows, grouped by `user_id` for GAUC.
     """
     if labels not in ("click", "multitask"):
         raise ConfigError(f"dataset.labels={labels!r}: expected 'click' or 'multitask'")
-    raw = read_raw(data_dir)
+    raw = read_raw(data_dir, verify=verify)
     idx = random_split(len(raw["rating"]), (0.8, 0.1, 0.1), split_seed)
     specs, vocabs = encoding.fit(features(variant, dynamic_min_count, dynamic_steps_to_live), take(raw, idx["train"]))
     splits = {}

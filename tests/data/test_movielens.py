@@ -103,3 +103,48 @@ def test_malformed_row_names_file_and_line(tmp_path, ml100k_dir):
     with pytest.raises(DataError, match=r"u\.data:42: item 99999 not in u\.item"):
         ml.load_movielens_100k(str(tmp_path))
 
+
+
+def _copy(ml100k_dir, tmp_path):
+    for f in ml.FILES:
+        shutil.copy(ml100k_dir / f, tmp_path / f)
+    return (ml100k_dir / "u.data").read_text().splitlines()
+
+
+def test_checksums_of_local_files(tmp_path, ml100k_dir):
+    ml.verify_files(ml100k_dir)  # the reference copy passes
+    lines = _copy(ml100k_dir, tmp_path)
+    (tmp_path / "u.data").write_text("\n".join(lines[:60_000]) + "\n")  # truncated: trained on 48k rows before
+    with pytest.raises(DataError, match=r"u\.data: not the GroupLens ml-100k file: .*60,000 lines, 100,000 expected \(truncated\?\).*verify=False"):
+        ml.load_movielens_100k(str(tmp_path))
+    assert ml.load_movielens_100k(str(tmp_path), verify=False).num_rows("train") == 48_000  # opted out
+    u, i, r, t = lines[10].split("\t")
+    lines[10] = "\t".join([u, i, "5" if r != "5" else "4", t])  # one rating changed
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"same line count: values edited\?"):
+        ml.read_raw(str(tmp_path))
+    shutil.copy(ml100k_dir / "u.data", tmp_path / "u.data")
+    with open(tmp_path / "u.user", "a") as fh:
+        fh.write("944|30|M|other|12345\n")
+    with pytest.raises(DataError, match=r"u\.user: .*944 lines, 943 expected \(lines added\?\)"):
+        ml.read_raw(str(tmp_path))
+
+
+def test_rating_outside_one_to_five_and_bad_ints_name_the_line(tmp_path, ml100k_dir):
+    lines = _copy(ml100k_dir, tmp_path)
+    u, i, _, t = lines[99].split("\t")
+    lines[99] = "\t".join([u, i, "7", t])  # line 100
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    for verify in (True, False):  # named before the checksum, and with verify off
+        with pytest.raises(DataError, match=r"u\.data:100: rating 7 is not in 1\.\.5"):
+            ml.load_movielens_100k(str(tmp_path), verify=verify)
+    lines[99] = "\t".join([u, i, "3", "yesterday"])
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"u\.data:100: field 'timestamp' = 'yesterday' is not an integer"):
+        ml.read_raw(str(tmp_path), verify=False)
+    shutil.copy(ml100k_dir / "u.data", tmp_path / "u.data")
+    users = (ml100k_dir / "u.user").read_text().splitlines()
+    users[4] = users[4].replace("|", "|x", 1)  # line 5: age 'x33'
+    (tmp_path / "u.user").write_text("\n".join(users) + "\n")
+    with pytest.raises(DataError, match=r"u\.user:5: field 'age' = 'x\d+' is not an integer"):
+        ml.read_raw(str(tmp_path), verify=False)
