@@ -29,6 +29,9 @@ class Dataset:
         frequencies of AMTL, `jaxrec.embedding.amtl.add_frequency_columns`).
       side: tables indexed by a feature's row id rather than by example, e.g. each item
         row's title tokens `item_title [V_item, L]` (content encoders, graph builders).
+      numeric_counts: split -> numeric feature -> {'missing', 'nan', 'inf'}: how many raw values
+        encoded as missing, by cause (`jaxrec.data.encoding.numeric_counts`); empty where a
+        reader does not count. `summary()` reports the non-zero ones.
     """
 
     name: str
@@ -37,6 +40,7 @@ class Dataset:
     group_key: str | None = None
     inputs: tuple[str, ...] = ()
     side: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    numeric_counts: Mapping[str, Mapping[str, Mapping[str, int]]] = dataclasses.field(default_factory=dict)
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])
@@ -68,7 +72,21 @@ class Dataset:
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
         pos = float(np.mean(self.splits["train"][LABELS]))
-        return f"{self.name}: {sizes}; {len(self.features)} features; train positive rate {pos:.3f}"
+        return f"{self.name}: {sizes}; {len(self.features)} features; train positive rate {pos:.3f}{self._missing_summary()}"
+
+    def _missing_summary(self) -> str:
+        """'; treated as missing: price 3 NaN, 1 inf, 2 empty (train 2/1/2, valid 1/0/0, test 0/0/0 NaN/inf/empty)'."""
+        parts = []
+        for f in self.features:
+            per_split = {s: c[f.name] for s, c in self.numeric_counts.items() if f.name in c}
+            total = {k: sum(c[k] for c in per_split.values()) for k in ("nan", "inf", "missing")}
+            if not any(total.values()):
+                continue
+            what = ", ".join(f"{n:,} {label}" for n, label in ((total["nan"], "NaN"), (total["inf"], "inf"), (total["missing"], "empty"))
+                             if n)
+            splits = ", ".join(f"{s} {c['nan']}/{c['inf']}/{c['missing']}" for s, c in per_split.items())
+            parts.append(f"{f.name} {what} ({splits} NaN/inf/empty)")
+        return "; treated as missing: " + "; ".join(parts) if parts else ""
 
 
 def random_split(num_rows: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:

@@ -269,6 +269,49 @@ def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
     return np.where(missing, f.fill_value, x).astype(np.float32)
 
 
+def numeric_counts(
+    features: tuple[Feature, ...],
+    columns: Mapping[str, np.ndarray],
+    nulls: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, int]]:
+    """How many values of each numeric feature's raw column `[N]` `encode` treats as missing, by cause.
+
+    Args:
+      features: specs; only `Numeric` ones are counted.
+      columns: raw columns `[N]` (float, int, or text).
+      nulls: optional {column: bool `[N]`}, the cells known to be empty (nulls of a file read
+        with pyarrow: empty cells and NA spellings such as NA, nan, null); in a float column
+        they read as NaN and would otherwise count as NaN.
+    Returns:
+      {feature name: {'missing': m, 'nan': n, 'inf': k}}: m = empty cells (the `nulls` mask;
+      None or '' in a text column), n = NaN values among the rest, k = +inf or -inf values.
+      All of them encode as missing (`fill_value`, or bucket id 0): the counts make it visible.
+    """
+    out = {}
+    for f in features:
+        if not isinstance(f, Numeric):
+            continue
+        raw = _column(columns, f)
+        empty = np.zeros(len(raw), bool)
+        if raw.dtype.kind in "OUS":
+            items = raw.tolist()
+            empty = np.array([v is None or v == "" for v in items], bool)
+            x = np.full(len(raw), 0.0)
+            for i, v in enumerate(items):
+                if not empty[i]:
+                    try:
+                        x[i] = float(v)
+                    except (TypeError, ValueError):
+                        pass  # `encode` names it
+        else:
+            x = raw.astype(np.float64)
+        if nulls is not None and f.source in nulls:
+            empty |= np.asarray(nulls[f.source], bool)
+        out[f.name] = {"missing": int(empty.sum()), "nan": int((np.isnan(x) & ~empty).sum()),
+                       "inf": int((np.isinf(x) & ~empty).sum())}
+    return out
+
+
 def encode(
     features: tuple[Feature, ...],
     vocabs: Mapping[str, np.ndarray],

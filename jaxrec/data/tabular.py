@@ -14,6 +14,11 @@ Each feature dict of the config (`{'type': 'categorical' | 'sequence' | 'numeric
 Parquet int column are the same value), numeric ones as float64, categorical features with
 `encoding='identity'` as integers. Vocabularies are fitted on the train split only.
 
+Numeric values that cannot be used become missing (`fill_value`, or bucket id 0), counted per
+feature and split in `Dataset.numeric_counts` and reported by `Dataset.summary()`: empty cells
+(in a CSV also pyarrow's NA spellings: NA, NaN, nan, null, N/A, #N/A ...), NaN values (e.g.
+`NAN` in a CSV, NaN in Parquet) and +-inf (`inf`, `-inf`, `Infinity`).
+
 Example config entry (`dataset.features`):
 
     [{'type': 'categorical', 'name': 'user_id', 'encoding': 'hash', 'hash_buckets': 100_000},
@@ -34,7 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jaxrec.data.dataset import LABELS, Dataset, random_split, take
-from jaxrec.data.encoding import MAX_VALUE_BYTES, RowLocator, check_binary_labels, encode, fit
+from jaxrec.data.encoding import MAX_VALUE_BYTES, RowLocator, check_binary_labels, encode, fit, numeric_counts
 from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, from_dict, lengths_key
 from jaxrec.errors import ConfigError, DataError
 
@@ -104,24 +109,25 @@ def load_tabular(
             random_split(0, split, split_seed)  # validates the fractions before reading
         except ValueError as e:
             raise ConfigError(f"load_tabular: {e}") from None
-        columns, where = _read(path, format, delimiter, types, max_value_bytes)
+        columns, nulls, where = _read(path, format, delimiter, types, max_value_bytes)
         labels = check_binary_labels(columns[label], where, field=f"label {label!r}")
         rows = random_split(len(labels), split, split_seed)
-        raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx)) for s, idx in rows.items()}
+        raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx), take(nulls, idx)) for s, idx in rows.items()}
     else:
         raw = {}
         for s, p in (("train", path), ("valid", valid_path), ("test", test_path)):
-            columns, where = _read(p, format, delimiter, types, max_value_bytes)
-            raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where)
+            columns, nulls, where = _read(p, format, delimiter, types, max_value_bytes)
+            raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where, nulls)
 
     if len(raw["train"][1]) == 0:
         raise DataError(f"{path}: the train split has no rows (split={split})")
     specs, vocabs = fit(specs, raw["train"][0])
-    splits = {}
-    for s, (columns, labels, where) in raw.items():
+    splits, counts = {}, {}
+    for s, (columns, labels, where, nulls) in raw.items():
         splits[s] = encode(specs, vocabs, columns, where)
         splits[s][LABELS] = labels
-    return Dataset(name=name, features=specs, splits=splits, group_key=group_key)
+        counts[s] = numeric_counts(specs, columns, nulls)
+    return Dataset(name=name, features=specs, splits=splits, group_key=group_key, numeric_counts=counts)
 
 
 def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path,
@@ -180,8 +186,9 @@ def _detect_format(path: str, format: str) -> str:
 
 
 def _read(path: str, format: str, delimiter: str, types: dict[str, str],
-          max_value_bytes: int | None = MAX_VALUE_BYTES) -> tuple[dict[str, np.ndarray], RowLocator]:
-    """Reads the columns named in `types` from one file -> ({column: [N]}, row locator).
+          max_value_bytes: int | None = MAX_VALUE_BYTES) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RowLocator]:
+    """Reads the columns named in `types` from one file -> ({column: [N]}, {numeric column with
+    nulls: bool null mask [N]}, row locator).
 
     Text columns become object arrays of Python `str` (or lists of them): memory is bounded
     by the data, whatever the length of its longest value."""
@@ -197,7 +204,9 @@ def _read(path: str, format: str, delimiter: str, types: dict[str, str],
         raise DataError(f"{path}: no data rows")
     if max_value_bytes is not None:
         _check_lengths(table, types, max_value_bytes, where)
-    return {c: _to_numpy(table.column(c)) for c in types}, where
+    nulls = {c: table.column(c).is_null().to_numpy(zero_copy_only=False) for c, kind in types.items()
+             if kind == "float" and table.column(c).null_count}
+    return {c: _to_numpy(table.column(c)) for c in types}, nulls, where
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:

@@ -249,3 +249,29 @@ def test_missing_empty_and_header_only_files(tmp_path):
     (tmp_path / "data.json").write_text("{}")
     with pytest.raises(ConfigError, match="format"):
         load(str(tmp_path / "data.json"))
+
+
+def test_non_finite_numerics_are_counted_per_feature_and_split(tmp_path, rows):
+    # Before: NaN / inf became missing silently.
+    for i, v in ((3, "inf"), (4, "-inf"), (5, "NAN"), (6, "nan"), (7, "Infinity")):
+        rows[i]["price"] = v
+    path = write_csv(tmp_path / "data.csv", rows, columns=COLUMNS)
+    ds = load(path, valid_path=path, test_path=write_csv(tmp_path / "test.csv", make_rows(10, seed=1)))
+    empty = sum(r["price"] is None for r in rows)
+    want = {"missing": empty + 1, "nan": 1, "inf": 3}  # 'nan' is one of pyarrow's NA spellings: empty
+    assert ds.numeric_counts["train"]["price"] == want and ds.numeric_counts["valid"]["price"] == want
+    assert ds.numeric_counts["train"]["age"] == {"missing": 0, "nan": 0, "inf": 0}
+    np.testing.assert_array_equal(ds.splits["train"]["price"][3:8], 0.0)  # still encoded as missing
+    assert ds.summary().endswith(f"; treated as missing: price 2 NaN, 6 inf, {2 * empty + 2} empty "
+                                 f"(train 1/3/{empty + 1}, valid 1/3/{empty + 1}, test 0/0/0 NaN/inf/empty)")
+    # Parquet: real NaN and nulls told apart; the random split counts each split's own rows.
+    rows[5]["price"] = float("nan")
+    for i in (3, 4, 6, 7):
+        rows[i]["price"] = float("inf")
+    ds = load(write_parquet(tmp_path / "data.parquet", rows))
+    total = {k: sum(ds.numeric_counts[s]["price"][k] for s in ds.splits) for k in ("missing", "nan", "inf")}
+    assert total == {"missing": empty, "nan": 1, "inf": 4}
+    from jaxrec.data import encoding
+    from jaxrec.data.features import Numeric
+    assert encoding.numeric_counts((Numeric("x"),), {"x": np.array(["1", "", None, "nan", "-inf"], dtype=object)}) == \
+        {"x": {"missing": 2, "nan": 1, "inf": 1}}
