@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 from jaxrec.data.encoding import MAX_VALUE_BYTES, check_binary_labels, encode, fit
 from jaxrec.data.dataset import LABELS, Dataset, random_split
 from jaxrec.data.features import Categorical, Feature, Numeric
+from jaxrec.data.fitted import Fitted, apply_fitted
 from jaxrec.errors import ConfigError, DataError
 
 INT_COLUMNS = tuple(f"I{i}" for i in range(1, 14))
@@ -64,6 +65,7 @@ def load_criteo(
     chunk_rows: int = 1_000_000,
     max_rows: int | None = None,
     max_value_bytes: int | None = MAX_VALUE_BYTES,
+    fitted: Fitted | None = None,
 ) -> Dataset:
     """Reads a Criteo-format TSV file into an encoded train/valid/test `Dataset`.
 
@@ -86,6 +88,9 @@ def load_criteo(
       max_value_bytes: the longest C value accepted, in UTF-8 bytes (default 64 KiB; None:
         no limit); a longer one is a DataError naming `path:LINE`, the column and the length
         (Criteo values are 8 hex digits: a huge one means a damaged file).
+      fitted: the state of an earlier load (`Dataset.fitted` / `jaxrec.data.fitted.load_fitted`):
+        with encoding='vocab', its vocabularies are used instead of ones counted on this train
+        split; it must match the features (DataError naming the feature).
 
     Returns:
       `Dataset` named 'criteo' with `group_key=None`. Each split holds, for N_split rows:
@@ -118,6 +123,7 @@ def load_criteo(
         raise DataError(f"{path}: the file is empty")
 
     features = _features(encoding, hash_buckets, min_count, numeric)
+    given = None if fitted is None else apply_fitted(fitted, features)  # checked before the long read
     int_specs = tuple(f for f in features if f.name in INT_COLUMNS)
     cat_specs = tuple(f for f in features if f.name in CAT_COLUMNS)
     # vocab mode: per C column, value -> provisional id (1, 2, ... in order of first sight).
@@ -144,12 +150,19 @@ def load_criteo(
     n = len(columns["label"])
     rows = random_split(n, split, split_seed)
 
-    if encoding == "vocab":  # provisional ids -> ids of a vocabulary of the train rows only
+    vocabs: dict[str, np.ndarray] = {}
+    if given is not None:  # provisional ids -> ids of the given vocabularies
+        features, vocabs = given
+        for f in features:
+            if f.name in seen and f.name in vocabs:
+                columns[f.name] = _lut(f, vocabs[f.name], seen.pop(f.name))[columns[f.name]]
+    elif encoding == "vocab":  # provisional ids -> ids of a vocabulary of the train rows only
         resolved = []
         for f in features:
             if f.name in seen:
                 vocab, lut = _train_vocab(f, columns[f.name], rows["train"], seen.pop(f.name))
                 columns[f.name] = lut[columns[f.name]]
+                vocabs[f.name] = vocab
                 f = dataclasses.replace(f, vocab_size=len(vocab) + 1)
             resolved.append(f)
         features = tuple(resolved)
@@ -161,7 +174,7 @@ def load_criteo(
         column = columns.pop(name)
         for s, idx in rows.items():
             splits[s][LABELS if name == "label" else name] = column[idx]
-    return Dataset(name="criteo", features=features, splits=splits, group_key=None)
+    return Dataset(name="criteo", features=features, splits=splits, group_key=None, fitted=Fitted(features, vocabs))
 
 
 def _features(encoding_: str, hash_buckets: int, min_count: int, numeric: str) -> tuple[Feature, ...]:
@@ -199,11 +212,20 @@ def _train_vocab(f: Categorical, ids: np.ndarray, train_rows: np.ndarray, seen: 
     Same vocabulary `jaxrec.data.encoding.fit` builds from the raw train column (sorted values), counted
     on the compact ids instead of the strings.
     """
-    values = np.array(list(seen), dtype=str)  # values[k - 1] has provisional id k
+    values = np.empty(len(seen), dtype=object)  # values[k - 1] has provisional id k
+    values[:] = list(seen)
     counts = np.bincount(ids[train_rows], minlength=len(values) + 1)[1:]
-    vocab = np.sort(values[counts >= f.min_count])
+    vocab = np.empty(int((counts >= f.min_count).sum()), dtype=object)
+    vocab[:] = sorted(values[counts >= f.min_count].tolist())  # code-point order, as np.sort of text
+    return vocab, _lut(f, vocab, seen)
+
+
+def _lut(f: Categorical, vocab: np.ndarray, seen: dict[str, int]) -> np.ndarray:
+    """Table provisional id `[len(seen) + 1]` -> id in the sorted vocabulary `vocab` (0 = not in it)."""
+    values = np.empty(len(seen), dtype=object)
+    values[:] = list(seen)
     final = encode((f,), {f.name: vocab}, {f.name: values})[f.name]
-    return vocab, np.concatenate([[0], final]).astype(np.int32)
+    return np.concatenate([[0], final]).astype(np.int32)
 
 
 def _batches(path: str, types: dict, line_error, chunk_rows: int, max_rows: int | None) -> Iterator[tuple[int, pa.RecordBatch]]:

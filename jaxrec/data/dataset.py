@@ -8,6 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from jaxrec.data.features import Feature, Sequence, lengths_key
+from jaxrec.data.fitted import Fitted
 
 LABELS = "labels"
 SPLITS = ("train", "valid", "test")
@@ -32,6 +33,9 @@ class Dataset:
       numeric_counts: split -> numeric feature -> {'missing', 'nan', 'inf'}: how many raw values
         encoded as missing, by cause (`jaxrec.data.encoding.numeric_counts`); empty where a
         reader does not count. `summary()` reports the non-zero ones.
+      fitted: what the loader fitted on the train split (vocabularies), or None for a loader
+        that fits nothing; save it with `jaxrec.data.fitted.save_fitted` and pass it back as
+        the loader's `fitted=` to encode other data exactly as this dataset was.
     """
 
     name: str
@@ -41,6 +45,7 @@ class Dataset:
     inputs: tuple[str, ...] = ()
     side: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     numeric_counts: Mapping[str, Mapping[str, Mapping[str, int]]] = dataclasses.field(default_factory=dict)
+    fitted: Fitted | None = None
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])

@@ -45,6 +45,7 @@ import numpy as np
 from jaxrec.data import encoding
 from jaxrec.data.dataset import LABELS, Dataset, random_split, take
 from jaxrec.data.features import Categorical, Sequence
+from jaxrec.data.fitted import Fitted, apply_fitted
 from jaxrec.errors import ConfigError, DataError
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -244,7 +245,7 @@ MULTITASK_LABELS = ("like", "love", "rating")  # rating >= 4, rating == 5, the r
 
 def load_movielens_100k(data_dir: str | None = None, variant: str = "default", split_seed: int = 2024,
                         dynamic_min_count: int = 1, dynamic_steps_to_live: int = 0, labels: str = "click",
-                        verify: bool = True) -> Dataset:
+                        verify: bool = True, *, fitted: Fitted | None = None) -> Dataset:
     """The default MovieLens-100K CTR task (see module docstring) as a `Dataset`.
 
     Args:
@@ -257,6 +258,9 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
         two binary tasks and a regression (`MULTITASK_LABELS`).
       verify: check the files against the GroupLens SHA-256 (`verify_files`); False for a copy
         edited on purpose (every line is still checked).
+      fitted: the state of an earlier load (`Dataset.fitted` / `jaxrec.data.fitted.load_fitted`):
+        its vocabularies are used instead of ones fitted on this train split; DataError naming
+        the feature if it was fitted for another variant.
     Returns:
       Dataset with splits of 80,000 / 10,000 / 10,000 rows, grouped by `user_id` for GAUC.
     """
@@ -264,7 +268,9 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
         raise ConfigError(f"dataset.labels={labels!r}: expected 'click' or 'multitask'")
     raw = read_raw(data_dir, verify=verify)
     idx = random_split(len(raw["rating"]), (0.8, 0.1, 0.1), split_seed)
-    specs, vocabs = encoding.fit(features(variant, dynamic_min_count, dynamic_steps_to_live), take(raw, idx["train"]))
+    specs = features(variant, dynamic_min_count, dynamic_steps_to_live)
+    specs, vocabs = encoding.fit(specs, take(raw, idx["train"])) if fitted is None else apply_fitted(fitted, specs)
+    state = Fitted(specs, vocabs)
     splits = {}
     for name, rows in idx.items():
         part = take(raw, rows)
@@ -282,7 +288,7 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
                            group="item_id", combiner=None),)
         side = item_side_tables(specs, vocabs, raw, items)
     name = f"movielens100k{'' if variant == 'default' else '_' + variant}{'' if labels == 'click' else '_multitask'}"
-    return Dataset(name=name, features=specs, splits=splits, group_key="user_id", side=side)
+    return Dataset(name=name, features=specs, splits=splits, group_key="user_id", side=side, fitted=state)
 
 
 def user_histories(users: np.ndarray, timestamps: np.ndarray, items: np.ndarray,

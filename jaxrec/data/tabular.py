@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from jaxrec.data.dataset import LABELS, Dataset, random_split, take
 from jaxrec.data.encoding import MAX_VALUE_BYTES, RowLocator, check_binary_labels, encode, fit, numeric_counts
+from jaxrec.data.fitted import Fitted, apply_fitted
 from jaxrec.data.features import Categorical, Feature, Numeric, Sequence, from_dict, lengths_key
 from jaxrec.errors import ConfigError, DataError
 
@@ -63,6 +64,7 @@ def load_tabular(
     group_key: str | None = None,
     name: str = "tabular",
     max_value_bytes: int | None = MAX_VALUE_BYTES,
+    fitted: Fitted | None = None,
 ) -> Dataset:
     """Reads a CSV or Parquet file (or three, one per split) into an encoded `Dataset`.
 
@@ -87,6 +89,9 @@ def load_tabular(
         (or row), column and length: ids are short, and a huge cell is most often an
         unclosed quote or a file of another format. Memory stays bounded by the data either
         way (values are never copied into fixed-width arrays).
+      fitted: the state of an earlier load (`Dataset.fitted`, or `jaxrec.data.fitted.load_fitted`):
+        its vocabularies encode every split instead of ones fitted on this train split (eval
+        encodes exactly as training did). Must match `features` (DataError naming the feature).
 
     Returns:
       `Dataset` whose splits hold, for N_split rows: categorical and bucketized numeric
@@ -121,13 +126,14 @@ def load_tabular(
 
     if len(raw["train"][1]) == 0:
         raise DataError(f"{path}: the train split has no rows (split={split})")
-    specs, vocabs = fit(specs, raw["train"][0])
+    specs, vocabs = fit(specs, raw["train"][0]) if fitted is None else apply_fitted(fitted, specs)
     splits, counts = {}, {}
     for s, (columns, labels, where, nulls) in raw.items():
         splits[s] = encode(specs, vocabs, columns, where)
         splits[s][LABELS] = labels
         counts[s] = numeric_counts(specs, columns, nulls)
-    return Dataset(name=name, features=specs, splits=splits, group_key=group_key, numeric_counts=counts)
+    return Dataset(name=name, features=specs, splits=splits, group_key=group_key, numeric_counts=counts,
+                   fitted=Fitted(specs, vocabs))
 
 
 def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path,
