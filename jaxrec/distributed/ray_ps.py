@@ -17,12 +17,33 @@ Modes: 'gba' (M = N, the synchronous global batch; stale gradients decayed), 'as
 every gradient applied), 'sync' (M = N, and a worker pulls again only once its step is applied:
 a barrier, i.e. synchronous training on the parameter server).
 
-Faults: shards are Ray actors with unlimited restarts; each saves its state every
-`checkpoint_every` of its steps and reloads it when restarted, and pushes to it are retried, so
-a killed shard loses at most that many steps plus its partial accumulator. A killed worker's
-gradient never arrives (its token is dropped, as the paper describes); the others go on and
-`add_worker` can join a replacement. Stragglers: `slowdowns[i]` makes worker i sleep
-(slowdown - 1) x the time its batch took (pull + gradient) before pushing it.
+Faults and restarts (with `checkpoint_dir`; it is created, parents too):
+  * The driver records the run's identity in `checkpoint_dir/run.json` (shard count, mode,
+    workers, local batch, seed, aggregation, the config, a SHA-256 of the start state). A new
+    `ParameterServer` refuses a directory that holds another run's files (it would otherwise
+    start from them, not from the state it is given); `resume=True` continues that run
+    deliberately, and refuses too if the identity differs (the differing keys are named).
+    `num_batches` and `checkpoint_every` may change on resume.
+  * Shards are Ray actors with up to `MAX_RESTARTS` restarts. Each writes its state (with the
+    cursor, the ids of the batches it has taken and the last hand-out per worker) every
+    `checkpoint_every` of its steps, atomically, and between checkpoints appends every request
+    that changes it (a hand-out of a batch index; a push: batch id, token, gradient) to a log
+    `shard_<s>.<k>.log` before acting on it. A restarted shard reloads its checkpoint and
+    replays the log: it is back at the exact step, accumulator, cursor and data position it
+    had when killed. The request in flight is retried by Ray and answered idempotently (a
+    push whose batch id the shard has already taken is ignored; a worker asking again for the
+    same hand-out gets the same index). So a killed shard (shard 0 with the dense parameters
+    and the cursor included) loses no step and no batch, hands out no batch twice, and every
+    shard ends at the step a run without the fault would reach.
+  * What can still be lost: a killed *worker*'s in-flight batch (handed out, then pushed to
+    some shards or none: its token is dropped, as the paper describes); `run()` reports per
+    shard how many of the handed-out batches it never received (`lost`). Without
+    `checkpoint_dir` a restarted shard starts over from the start state (everything it had
+    applied is lost). The log is not fsynced: a process kill loses nothing, a machine crash
+    may lose the log's unsynced tail (checkpoints are fsynced before their rename).
+A killed worker's gradient never arrives; the others go on and `add_worker` can join a
+replacement. Stragglers: `slowdowns[i]` makes worker i sleep (slowdown - 1) x the time its
+batch took (pull + gradient) before pushing it.
 
 Per-shard tokens and steps (each shard applies on its own; their steps can differ by the
 pushes in flight) are our reading of a sharded PS [I].
@@ -31,10 +52,13 @@ pushes in flight) are our reading of a sharded PS [I].
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -46,6 +70,7 @@ from jaxrec.errors import ConfigError
 from jaxrec.optim import gba
 
 MODES = ("gba", "async", "sync")
+RUN_FILE = "run.json"  # the run identity in checkpoint_dir
 MAX_RESTARTS = 10  # per shard: enough for drills, finite so a shard that cannot start fails the run
 # Actors share this machine's cores: one XLA thread each, so N workers do not fight over the cores.
 ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu",
@@ -169,13 +194,92 @@ def _build(config):
     return exp
 
 
-def _write(path: Path, k: int, next_batch: int, params: dict, opt_state: dict) -> None:
-    """A shard's state as msgpack, written atomically (temp file + rename)."""
-    blob = serialization.msgpack_serialize({"k": k, "next_batch": next_batch, "params": serialization.to_state_dict(params),
-                                            "opt_state": serialization.to_state_dict(opt_state)})
+def _write(path: Path, record: dict) -> None:
+    """A shard's state `record` ({'k', 'next_batch', 'params', 'opt_state', ...}) as msgpack,
+    written atomically (temp file, fsync, rename): a process killed mid-write leaves the old file."""
+    blob = serialization.msgpack_serialize({**record, "params": serialization.to_state_dict(record["params"]),
+                                            "opt_state": serialization.to_state_dict(record["opt_state"])})
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
+    with open(tmp, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+# ---- the run identity in checkpoint_dir -----------------------------------------------------------
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def run_identity(config, options: PSOptions, start_blobs: Sequence[bytes], start_step: int) -> dict:
+    """What a run's checkpoints belong to: `{key: JSON value}` (flat) over the options that shape
+    the computation and the data order (not `num_batches` / `checkpoint_every`, which a resume
+    may change), `config.<dotted key>` for every config field, and `start_state_sha256`, the
+    SHA-256 of the shards' start files (params and optimizer state, split by rows) with
+    `start_step`, the start state's step."""
+    h = hashlib.sha256()
+    for blob in start_blobs:
+        h.update(hashlib.sha256(blob).digest())
+    to_json = getattr(config, "to_json_best_effort", None)
+    cfg = json.loads(to_json(sort_keys=True)) if to_json else {"repr": repr(config)}
+    ident = {"num_shards": options.num_shards, "mode": options.mode, "num_workers": options.num_workers,
+             "local_batch": options.local_batch, "seed": options.seed,
+             **{f"aggregation.{k}": v for k, v in dataclasses.asdict(options.aggregation).items()},
+             "start_step": int(start_step), "start_state_sha256": h.hexdigest(),
+             **{f"config.{k}": v for k, v in _flatten(cfg).items()}}
+    return json.loads(json.dumps(ident, sort_keys=True, default=str))  # as it reads back from run.json
+
+
+def claim_checkpoint_dir(directory: str | os.PathLike, identity: dict, resume: bool = False) -> str:
+    """Makes `directory` (parents too) this run's and returns the run id its shards' files carry.
+
+    A fresh directory: writes `run.json` {run_id, identity}. One that holds another run's files
+    (`run.json` or `shard_*`): refused unless `resume`, which continues the recorded run if its
+    identity equals `identity` (else the differing keys are named). Raises ConfigError.
+    """
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"parameter server: cannot create checkpoint_dir {str(d)!r}: {e}") from None
+    run_file = d / RUN_FILE
+    leftovers = sorted(p.name for p in d.glob("shard_*"))
+    recorded = json.loads(run_file.read_text()) if run_file.exists() else None
+    if not resume:
+        if recorded is not None or leftovers:
+            what = (f"run {recorded.get('run_id')} started {recorded.get('created')}" if recorded
+                    else f"{', '.join(leftovers[:4])}, of a run that recorded no {RUN_FILE}")
+            raise ConfigError(
+                f"parameter server: checkpoint_dir {str(d)!r} already holds another run's checkpoints ({what}); its shards "
+                "would restart from them, not from the state this server is given. Use a fresh checkpoint_dir (or delete "
+                "this one), or pass resume=True to ParameterServer to continue that run deliberately.")
+        run_id = uuid.uuid4().hex
+        try:
+            with open(run_file, "x") as f:  # exclusive: two drivers cannot both claim the directory
+                json.dump({"run_id": run_id, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "identity": identity}, f,
+                          indent=1, sort_keys=True)
+        except FileExistsError:
+            raise ConfigError(f"parameter server: checkpoint_dir {str(d)!r} was just claimed by another run") from None
+        return run_id
+    if recorded is None:
+        raise ConfigError(f"parameter server: resume=True but checkpoint_dir {str(d)!r} holds no {RUN_FILE}, so no run "
+                          "to resume" + (f" (its {', '.join(leftovers[:4])} recorded no identity: use a fresh "
+                                         "checkpoint_dir)" if leftovers else ": drop resume=True to start one"))
+    old = recorded["identity"]
+    diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {identity.get(k, '<unset>')!r}"
+             for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+    if diffs:
+        raise ConfigError(f"parameter server: cannot resume run {recorded['run_id']} in checkpoint_dir {str(d)!r}: this "
+                          f"server differs from it in {'; '.join(diffs[:8])}{' ...' if len(diffs) > 8 else ''} (recorded "
+                          "-> now). Give it the run's config, options and start state, or use a fresh checkpoint_dir.")
+    return recorded["run_id"]
 
 
 def _restore_opt(exp, saved: dict) -> dict:
@@ -200,40 +304,103 @@ def _example_rows(exp, local_batch: int) -> dict:
 
 
 class ServerShard:
-    """One parameter-server shard (module docstring). Ray actor; see `ParameterServer`."""
+    """One parameter-server shard (module docstring). Ray actor; see `ParameterServer`.
 
-    def __init__(self, config, shard: int, options: PSOptions, start: str):
+    `run_id`: the run its checkpoint and log belong to (`claim_checkpoint_dir`); a checkpoint of
+    another run is refused. Requests that change the shard go through `_record` (the log) first.
+    """
+
+    def __init__(self, config, shard: int, options: PSOptions, start: str, run_id: str | None = None):
         from jaxrec.train import state as state_lib
 
         exp = _build(config)
-        self.shard, self.options, self.cfg = shard, options, options.aggregation
-        self.path = Path(options.checkpoint_dir) / f"shard_{shard}.msgpack" if options.checkpoint_dir else None
+        self.shard, self.options, self.cfg, self.run_id = shard, options, options.aggregation, run_id
+        self.dir = Path(options.checkpoint_dir) if options.checkpoint_dir else None
+        self.path = self.dir / f"shard_{shard}.msgpack" if self.dir else None
         # A restarted shard reloads its last checkpoint, a new one its part of the start state
         # (files, not actor arguments: Ray cannot restart an actor from large arguments).
         restart = self.path is not None and self.path.exists()
         saved = serialization.msgpack_restore((self.path if restart else Path(start)).read_bytes())
+        if restart and saved.get("run_id") != run_id:
+            raise ConfigError(f"parameter server: {self.path} belongs to run {saved.get('run_id')}, not to this run "
+                              f"{run_id}: use a fresh checkpoint_dir")
         self.k, self.next_batch_index = int(saved["k"]), int(saved["next_batch"])
         self.params, self.opt_state = saved["params"], _restore_opt(exp, saved["opt_state"])
+        self.seen = set(np.asarray(saved.get("seen", np.zeros(0, np.int64))).tolist())  # batch ids taken
+        self.handouts = {int(w): (int(q), int(i)) for w, q, i in np.asarray(saved.get("handouts", np.zeros((0, 3), np.int64)))}
         self.count = 0
         self.local_rows = {p: t.shape[0] for p, t in traverse_util.flatten_dict(self.params["sparse"]).items()}
         example_rows = _example_rows(exp, options.local_batch)
-        self.restored_step = self.k
+        self._row_keys = {repr(k): k for k in example_rows}
         apply = state_lib.make_apply_fn(exp.optimizers)
         self._apply = jax.jit(lambda p, o, acc: apply(p, o, gba.global_gradient(acc, self.cfg)))
         self._accumulate = jax.jit(lambda acc, token, dense, rows: gba.accumulate(acc, token, dense, rows, self.cfg))
         dense_like = {"dense": self.params["dense"]} if shard == 0 else {}
+        self._dense_zero = jax.tree.map(np.zeros_like, dense_like)
         self.acc = gba.init(dense_like, example_rows, self.cfg, self.local_rows)._replace(step=np.int32(self.k))
         self._empty = self.acc
-        jax.block_until_ready(self._apply(self.params, self.opt_state, self._accumulate(self.acc, np.int32(0), jax.tree.map(
-            np.zeros_like, dense_like), example_rows)))  # compile before the first push
+        jax.block_until_ready(self._apply(self.params, self.opt_state, self._accumulate(self.acc, np.int32(0), self._dense_zero,
+                                                                                        example_rows)))  # compile before the first push
+        self._log, self.log_path, self.replayed = None, None, 0
+        if self.dir is not None:
+            self.log_path = self.dir / f"shard_{shard}.{self.k}.log"
+            self.replayed = self._replay()  # (its last push may have made a checkpoint and a new log)
+            for stale in self.dir.glob(f"shard_{shard}.*.log"):  # of checkpoints since superseded
+                if stale != self.log_path:
+                    stale.unlink(missing_ok=True)
+            if self._log is None:
+                self._log = open(self.log_path, "ab", buffering=0)
+        self.restored_step = self.k
+        self.reconstructed = bool(require_ray().get_runtime_context().was_current_actor_reconstructed)
 
-    def next_batch(self) -> int:
-        """Shard 0: the next local batch index, or -1 when all have been handed out."""
+    # -- the log: one length-prefixed msgpack record per request, since the last checkpoint ----
+
+    def _record(self, rec: dict) -> None:
+        if self._log is not None:
+            blob = serialization.msgpack_serialize(rec)
+            self._log.write(len(blob).to_bytes(8, "little") + blob)  # one write: a kill leaves a whole or torn record
+
+    def _replay(self) -> int:
+        """Re-applies the log of the loaded checkpoint (a torn last record, never acknowledged, is
+        cut off); returns how many records it replayed."""
+        path = self.log_path
+        if not path.exists():
+            return 0
+        data, pos, n = path.read_bytes(), 0, 0
+        while pos + 8 <= len(data):
+            size = int.from_bytes(data[pos:pos + 8], "little")
+            if pos + 8 + size > len(data):
+                break
+            rec = serialization.msgpack_restore(data[pos + 8:pos + 8 + size])
+            pos, n = pos + 8 + size, n + 1
+            if rec["op"] == "next":
+                self._hand_out(int(rec["w"]), int(rec["q"]), int(rec["i"]))
+            else:
+                rows = {self._row_keys[k]: (v["ids"], v["grads"]) for k, v in rec["rows"].items()}
+                self._push(serialization.from_state_dict(self._dense_zero, rec["dense"]), rows, int(rec["token"]),
+                           int(rec["id"]))
+        if pos < len(data) and path.exists():
+            os.truncate(path, pos)
+        return n
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def next_batch(self, worker: int = -1, seq: int = -1) -> int:
+        """Shard 0: the next local batch index, or -1 when all have been handed out. Idempotent per
+        (worker, seq): a retried request (after a restart) gets the index it was given."""
+        if worker >= 0 and self.handouts.get(worker, (None,))[0] == seq:
+            return self.handouts[worker][1]
         i = self.next_batch_index
         if i >= self.options.num_batches:
             return -1
-        self.next_batch_index += 1
+        self._record({"op": "next", "w": worker, "q": seq, "i": i})
+        self._hand_out(worker, seq, i)
         return i
+
+    def _hand_out(self, worker: int, seq: int, i: int) -> None:
+        self.next_batch_index = max(self.next_batch_index, i + 1)
+        if worker >= 0:
+            self.handouts[worker] = (seq, i)
 
     def pull(self) -> tuple[dict, int]:
         return self.params, self.k
@@ -241,9 +408,22 @@ class ServerShard:
     def version(self) -> int:
         return self.k
 
-    def push(self, dense: dict, rows: dict, token: int) -> None:
+    def push(self, dense: dict, rows: dict, token: int, batch_id: int = -1) -> None:
+        """Adds a worker's gradient of local batch `batch_id` computed at this shard's step `token`;
+        after M of them applies their mean. A batch id already taken (a push retried after a
+        restart) is ignored."""
+        if batch_id >= 0 and batch_id in self.seen:
+            return
+        if self._log is not None:
+            self._record({"op": "push", "id": int(batch_id), "token": int(token), "dense": serialization.to_state_dict(dense),
+                          "rows": {repr(k): {"ids": np.asarray(i), "grads": np.asarray(g)} for k, (i, g) in rows.items()}})
+        self._push(dense, rows, token, batch_id)
+
+    def _push(self, dense, rows, token: int, batch_id: int) -> None:
         self.acc = self._accumulate(self.acc, np.int32(token), dense, rows)
         self.count += 1
+        if batch_id >= 0:
+            self.seen.add(batch_id)
         if self.count == self.cfg.num_aggregate:
             self.params, self.opt_state = jax.device_get(self._apply(self.params, self.opt_state, self.acc))
             self.k, self.count = self.k + 1, 0
@@ -252,12 +432,29 @@ class ServerShard:
                 self.save()
 
     def save(self) -> None:
-        """Atomically: a shard killed mid-write keeps its previous checkpoint."""
-        _write(self.path, self.k, self.next_batch_index, self.params, self.opt_state)
+        """The state, atomically (a shard killed mid-write keeps its previous checkpoint), then a
+        fresh log for it; the previous log goes (on the next start if killed before)."""
+        handouts = np.array([(w, q, i) for w, (q, i) in sorted(self.handouts.items())], np.int64).reshape(-1, 3)
+        _write(self.path, {"k": self.k, "next_batch": self.next_batch_index, "params": self.params,
+                           "opt_state": self.opt_state, "run_id": self.run_id,
+                           "seen": np.array(sorted(self.seen), np.int64), "handouts": handouts})
+        old, self.log_path = self.log_path, self.dir / f"shard_{self.shard}.{self.k}.log"
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.log_path, "wb", buffering=0)
+        if old is not None and old != self.log_path:
+            old.unlink(missing_ok=True)
 
     def state(self) -> tuple[dict, dict, int, int]:
         """(params, opt_state, k, the step it was restored at)."""
         return self.params, self.opt_state, self.k, self.restored_step
+
+    def stats(self) -> dict:
+        """{'step': k, 'batches': distinct batch ids taken, 'next_batch': the cursor (shard 0),
+        'restarted': whether this incarnation is a restart, 'resumed_at': its step after the
+        reload, 'replayed': log records it replayed then}."""
+        return {"step": self.k, "batches": len(self.seen), "next_batch": self.next_batch_index,
+                "restarted": self.reconstructed, "resumed_at": self.restored_step, "replayed": self.replayed}
 
 
 class Worker:
@@ -294,7 +491,7 @@ class Worker:
         b, s, pending = self.options.local_batch, len(self.shards), []
         while True:
             tic = time.perf_counter()
-            if (i := ray.get(self.shards[0].next_batch.remote())) < 0:
+            if (i := ray.get(self.shards[0].next_batch.remote(self.id, self.batches))) < 0:
                 break
             pulled = ray.get([sh.pull.remote() for sh in self.shards])
             params, tokens = self._params([p for p, _ in pulled]), [k for _, k in pulled]
@@ -304,7 +501,7 @@ class Worker:
             time.sleep((self.slowdown - 1.0) * (time.perf_counter() - tic))  # a straggler: r x the batch's pull + compute
             ray.get(pending)  # at most one push per shard in flight
             local = [{p: t.shape[0] for p, t in traverse_util.flatten_dict(q["sparse"]).items()} for q, _ in pulled]
-            pending = [sh.push.remote(dense if j == 0 else {}, split_rows(rows, j, s, local[j]), tokens[j])
+            pending = [sh.push.remote(dense if j == 0 else {}, split_rows(rows, j, s, local[j]), tokens[j], i)
                        for j, sh in enumerate(self.shards)]
             self.batches += 1
             if self.options.mode == "sync":  # barrier: wait until this step is applied everywhere
@@ -324,20 +521,34 @@ class ParameterServer:
       state: the TrainState to start from (fresh, or restored from a `train.py` checkpoint).
       options: `PSOptions`.
       slowdowns: per-worker slowdown factors (default all 1).
+      resume: continue the run whose checkpoints are in `options.checkpoint_dir` (same config,
+        options but `num_batches` / `checkpoint_every`, and start state: checked against its
+        `run.json`). Without it a `checkpoint_dir` holding another run's files is refused.
     """
 
-    def __init__(self, config, state, options: PSOptions, slowdowns: Sequence[float] | None = None):
+    def __init__(self, config, state, options: PSOptions, slowdowns: Sequence[float] | None = None,
+                 resume: bool = False):
         ray = require_ray()
-        init_ray()
         self.config, self.options, self.like = config, options, state
         params, opt_state = jax.device_get(state.params), jax.device_get(state.opt_state)
         self._start_dir = Path(tempfile.mkdtemp(prefix="jaxrec-ps-"))
-        starts = []
-        for s in range(options.num_shards):
-            starts.append(str(self._start_dir / f"start_{s}.msgpack"))
-            _write(Path(starts[-1]), 0, 0, *shard_state(params, opt_state, s, options.num_shards))
+        starts = [self._start_dir / f"start_{s}.msgpack" for s in range(options.num_shards)]
+        for s, path in enumerate(starts):
+            p, o = shard_state(params, opt_state, s, options.num_shards)
+            _write(path, {"k": 0, "next_batch": 0, "params": p, "opt_state": o})
+        self.run_id = None
+        if options.checkpoint_dir:
+            try:
+                identity = run_identity(config, options, [p.read_bytes() for p in starts], int(state.step))
+                self.run_id = claim_checkpoint_dir(options.checkpoint_dir, identity, resume)
+            except BaseException:
+                shutil.rmtree(self._start_dir, ignore_errors=True)
+                raise
+        elif resume:
+            raise ConfigError("parameter server: resume=True needs options.checkpoint_dir (the run to resume)")
+        init_ray()
         shard_cls = ray.remote(num_cpus=0, max_restarts=MAX_RESTARTS, max_task_retries=-1)(ServerShard)
-        self.shards = [shard_cls.remote(config, s, options, starts[s]) for s in range(options.num_shards)]
+        self.shards = [shard_cls.remote(config, s, options, str(starts[s]), self.run_id) for s in range(options.num_shards)]
         self._worker_cls = ray.remote(num_cpus=0)(Worker)
         self.workers = {}
         for i, f in enumerate(slowdowns or [1.0] * options.num_workers):
@@ -346,13 +557,20 @@ class ParameterServer:
     def add_worker(self, slowdown: float = 1.0, worker_id: int | None = None):
         """Starts a worker (e.g. replacing a dead one); it joins at the next batch."""
         wid = max(self.workers, default=-1) + 1 if worker_id is None else worker_id
+        if wid in self.workers:
+            raise ConfigError(f"parameter server: worker id {wid} is taken (ids are never reused: its hand-outs are recorded)")
         handle = self._worker_cls.remote(self.config, wid, self.shards, self.options, slowdown)
         self.workers[wid] = (handle, handle.run.remote())
         return handle
 
     def run(self, replace_dead: bool = False, timeout: float = 3600.0) -> dict:
         """Waits until every batch is processed; a dead worker is dropped (and replaced if
-        `replace_dead`). Returns {'seconds', 'batches': {worker: n}, 'dead': [worker ids]}."""
+        `replace_dead`).
+
+        Returns {'seconds', 'batches': {worker: n}, 'dead': [worker ids], 'handed_out': batch
+        indices shard 0 handed out in all (this run, resumes included), 'shards': [per shard
+        `ServerShard.stats()` plus 'lost': handed-out batches it never received (a dead worker's)]}.
+        """
         ray = require_ray()
         tic, done, dead = time.perf_counter(), {}, []
         while len(done) + len(dead) < len(self.workers):
@@ -367,14 +585,18 @@ class ParameterServer:
                 dead.append(wid)
                 if replace_dead:
                     self.add_worker()
-        return {"seconds": time.perf_counter() - tic, "batches": done, "dead": dead}
+        seconds = time.perf_counter() - tic
+        shards = ray.get([s.stats.remote() for s in self.shards])
+        handed = shards[0]["next_batch"]
+        shards = [{**st, "lost": handed - st["batches"]} for st in shards]
+        return {"seconds": seconds, "batches": done, "dead": dead, "handed_out": handed, "shards": shards}
 
     def kill_worker(self, worker_id: int) -> None:
         """Kills a worker process mid-run (a fault, for tests and drills)."""
         require_ray().kill(self.workers[worker_id][0], no_restart=True)
 
     def kill_shard(self, shard: int) -> None:
-        """Kills a shard process; Ray restarts it from its last checkpoint."""
+        """Kills a shard process; Ray restarts it from its last checkpoint and log (module docstring)."""
         require_ray().kill(self.shards[shard], no_restart=False)
 
     def state(self):
