@@ -36,8 +36,8 @@ def experiment(small_config):
     return small_config, loop.build(small_config)
 
 
-def _options(path, **kw):
-    return ray_ps.PSOptions(**{"mode": "gba", "num_workers": 1, "local_batch": 64, "num_batches": 6,
+def _options(path, **kw):  # few actors (each builds the experiment): 1 worker, 1 shard unless asked
+    return ray_ps.PSOptions(**{"mode": "gba", "num_workers": 1, "num_shards": 1, "local_batch": 64, "num_batches": 6,
                                "checkpoint_dir": str(path), "checkpoint_every": 2, **kw})
 
 
@@ -76,8 +76,7 @@ def test_missing_checkpoint_dir_is_created(cluster, experiment, tmp_path):
     out = ps.run(timeout=120)
     ps.close()
     assert out["dead"] == [] and out["batches"] == {0: 4}
-    assert sorted(p.name for p in d.glob("shard_*.msgpack")) == ["shard_0.msgpack", "shard_1.msgpack"]
-    assert [s["step"] for s in out["shards"]] == [4, 4]
+    assert [p.name for p in d.glob("shard_*.msgpack")] == ["shard_0.msgpack"] and out["shards"][0]["step"] == 4
 
 
 def test_reused_checkpoint_dir_is_refused_unless_resumed(cluster, experiment, tmp_path):
@@ -99,25 +98,18 @@ def test_reused_checkpoint_dir_is_refused_unless_resumed(cluster, experiment, tm
     out = ps.run(timeout=120)
     resumed, steps = ps.state()
     ps.close()
-    assert out["handed_out"] == 8 and out["batches"] == {0: 2} and [k for k, _ in steps] == [8, 8]
-    assert [r for _, r in steps] == [6, 6]  # each shard came back where run 1 ended
+    assert out["handed_out"] == 8 and out["batches"] == {0: 2} and steps == [(8, 6)]  # back where run 1 ended
     assert _max_diff(resumed.params, trained.params) > 0
-
-    fresh = tmp_path / "fresh"  # a fresh directory starts from the state it is given
-    ps = ray_ps.ParameterServer(config, other, _options(fresh, num_batches=0))
-    start, _ = ps.state()
-    ps.close()
-    assert _max_diff(start.params, other.params) == 0
 
 
 def test_killed_shard_0_resumes_exactly(cluster, experiment, tmp_path):
     """Was: shard 0 (dense parameters, data cursor) rewound to its checkpoint: 206 batches for 200
     and shards at different steps. Now: its log is replayed; each batch is handed out once and
-    every shard ends at num_batches / N steps."""
+    every shard ends at num_batches / N steps (N = 1 here)."""
     config, exp = experiment
-    n, every = 48, 5
+    n, every = 40, 5
     ps = ray_ps.ParameterServer(config, exp.init_state(place=False),
-                                _options(tmp_path, num_workers=2, num_batches=n, checkpoint_every=every))
+                                _options(tmp_path, num_shards=2, num_batches=n, checkpoint_every=every))
     while (seen := ray.get(ps.shards[0].version.remote())) < every + 2:
         time.sleep(0.02)
     ps.kill_shard(0)
@@ -127,4 +119,4 @@ def test_killed_shard_0_resumes_exactly(cluster, experiment, tmp_path):
     assert out["dead"] == [] and sum(out["batches"].values()) == n and out["handed_out"] == n, out
     zero = out["shards"][0]
     assert zero["restarted"] and zero["resumed_at"] >= seen and zero["replayed"] > 0, zero
-    assert [s["step"] for s in out["shards"]] == [n // 2] * 2 and [s["lost"] for s in out["shards"]] == [0, 0], out
+    assert [s["step"] for s in out["shards"]] == [n, n] and [s["lost"] for s in out["shards"]] == [0, 0], out
