@@ -68,3 +68,17 @@ def barrier(name: str) -> None:
     """Waits until every process of a multi-process run reaches the barrier `name` (no-op alone)."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def put(x: Any, sharding: Any) -> jax.Array:
+    """A value that is the same in every process (numpy or a local array) -> a global jax.Array
+    placed by `sharding` (None: the default device).
+
+    In a multi-process run each process fills its own devices' shards from its copy
+    (`jax.make_array_from_callback`), with no collective: `jax.device_put` of host data there
+    checks equality across processes with one, which may not run beside the train step's
+    collectives (the prefetch thread) and costs a round trip per array."""
+    if sharding is None or jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+        return jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

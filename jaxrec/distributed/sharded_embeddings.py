@@ -28,10 +28,12 @@ from typing import Any, Iterator, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import serialization
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import DATA, replicated
 from jaxrec.embedding.layer import EmbeddingLayer, StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding, sharded_lookup, table_sharding
@@ -72,7 +74,8 @@ class ShardedEmbeddings:
         return NamedSharding(self.mesh, P(None, DATA))
 
     def shard_state(self, tree: Any, layouts: Mapping[tuple[str, ...], StackLayout]) -> Any:
-        """Logical-stacked tables (and same-sized per-row slots) -> physical, placed on the mesh."""
+        """Logical-stacked tables (and same-sized per-row slots) -> physical, placed on the mesh
+        (from each process's host copy: a resumed multi-process run places its restored state)."""
         sd = serialization.to_state_dict(tree)
 
         def visit(node, path):
@@ -80,8 +83,8 @@ class ShardedEmbeddings:
                 return {k: visit(v, path + (str(k),)) for k, v in node.items()}
             layout = stacked_layout_at(path, layouts)
             if layout is not None and getattr(node, "ndim", 0) >= 1 and node.shape[0] == layout.total_rows:
-                return jax.device_put(self.rows_for(layout).to_physical(jnp.asarray(node)), table_sharding(self.mesh))
-            return jax.device_put(node, replicated(self.mesh))
+                return runtime.put(self.rows_for(layout).to_physical(np.asarray(node)), table_sharding(self.mesh))
+            return runtime.put(node, replicated(self.mesh))
 
         return serialization.from_state_dict(tree, visit(sd, ()))
 

@@ -161,7 +161,7 @@ def predict_split(exp: Experiment, params, split: str) -> np.ndarray:
     out = []
     for chunk, n in batching.eval_chunks(cols, int(exp.config.train.eval_batch_size), int(exp.config.train.eval_steps_per_call)):
         if exp.sharding is not None:
-            chunk = jax.device_put(chunk, exp.batch_sharding)
+            chunk = jax.tree.map(lambda x: runtime.put(x, exp.batch_sharding), chunk)
         out.append(runtime.to_host(exp.predict(params, chunk)).reshape(-1)[:n])
     return np.concatenate(out)
 

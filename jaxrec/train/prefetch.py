@@ -15,11 +15,14 @@ from typing import Any, Iterable, Iterator
 import jax
 import numpy as np
 
+from jaxrec.distributed import runtime
+
 _DONE = object()
 
 
 def device_prefetch(items: Iterable[Any], size: int = 2, sharding: Any = None) -> Iterator[Any]:
-    """Yields `items` with their numpy arrays already on the device (`jax.device_put`).
+    """Yields `items` with their numpy arrays already on the device (`runtime.put`: no
+    cross-process collective, so this thread never interleaves with the step's).
 
     Args:
       items: an iterable of pytrees of numpy arrays (e.g. `(step, chunk)` pairs).
@@ -36,7 +39,7 @@ def device_prefetch(items: Iterable[Any], size: int = 2, sharding: Any = None) -
             for item in items:
                 if stop.is_set():
                     return
-                q.put(jax.tree.map(lambda x: jax.device_put(x, sharding) if isinstance(x, np.ndarray) else x, item))
+                q.put(jax.tree.map(lambda x: runtime.put(x, sharding) if isinstance(x, np.ndarray) else x, item))
         except BaseException as e:  # noqa: BLE001 - forwarded to the consumer
             q.put(e)
             return
