@@ -87,6 +87,7 @@ def test_switch_trainer_to_gba_and_back(cluster, experiment, tmp_path):
     latest.close()
 
     config.train.num_epochs = 3
+    config.train.allow_config_change = True  # the workdir's run goes on for more epochs (jaxrec.train.workdir)
     result = loop.train_and_evaluate(config, tmp_path)
     assert result["steps"] == 3 * spe and [h["epoch"] for h in result["history"]] == [0, 2]
     resumed, _ = exp.checkpointer(tmp_path / "checkpoints").restore(exp.init_state(place=False), step=2 * spe)
