@@ -95,7 +95,7 @@ def dataset_options(name: str) -> set[str]:
     from jaxrec.data import DATASETS
 
     return {p.name for p in inspect.signature(DATASETS[name]).parameters.values()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"fitted"}  # fitted: from the workdir, not the config
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -147,12 +147,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"eval_splits contains {split!r}: expected train, valid or test")
 
 
-def build_dataset(config: ml_collections.ConfigDict):
-    """Loads the dataset named by `config.dataset`."""
+def build_dataset(config: ml_collections.ConfigDict, fitted=None):
+    """Loads the dataset named by `config.dataset`; `fitted` (a `jaxrec.data.fitted.Fitted`, e.g.
+    the one saved in a workdir) replaces fitting on the train split, for loaders that fit."""
     from jaxrec.data import DATASETS
 
+    loader = DATASETS[config.dataset.name]
     kwargs = {k: v for k, v in config.dataset.to_dict().items() if k != "name"}
-    return DATASETS[config.dataset.name](**kwargs)
+    if fitted is not None and "fitted" in inspect.signature(loader).parameters:
+        kwargs["fitted"] = fitted
+    return loader(**kwargs)
 
 
 TABLE_KEYS = ("optimizer", "sharding", "initializer", "init_scale", "compression", "amtl")

@@ -281,7 +281,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, profil
     if workdir_lib.check_run(workdir, config, identity, config_lib.default_config().to_dict()):
         log.info("%s holds this run (same config and data): resuming", workdir)
     if runtime.is_main():
-        workdir_lib.record_run(workdir, config, identity)
+        workdir_lib.record_run(workdir, config, identity, exp.dataset.fitted)
     bs, spe, k = int(t.batch_size), exp.steps_per_epoch, exp.steps_per_call
     log.info("%s", exp.dataset.summary())
 
@@ -450,6 +450,11 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
     """Evaluates the 'best' or 'latest' checkpoint of a workdir on `split`; returns metrics."""
     workdir = Path(workdir)
     config = config or load_config(workdir)
+    if dataset is None:
+        fitted = workdir_lib.saved_fitted(workdir)
+        if fitted is None:
+            log.info("%s has no fitted.json (older workdir, or a loader that fits nothing): encoding as the loader does", workdir)
+        dataset = config_lib.build_dataset(config, fitted=fitted)
     exp = build(config, dataset)
     if split not in exp.dataset.splits:
         raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")

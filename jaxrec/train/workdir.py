@@ -1,7 +1,9 @@
 """A workdir belongs to one run: its identity (config and data), and one process at a time.
 
-`<workdir>/config.json` is the config the run was started with and `<workdir>/run.json` its
-data identity (SHA-256 of the encoded splits and their row counts). A rerun on the same
+`<workdir>/config.json` is the config the run was started with, `<workdir>/run.json` its data
+identity (SHA-256 of the encoded splits and their row counts) and `<workdir>/fitted.json` what
+the loader fitted on the train split (vocabularies; `eval.py` encodes with it instead of
+refitting, so a train file changed after training cannot change the ids). A rerun on the same
 workdir resumes only if it is the same run:
 
 * keys that cannot change the computation (`HARMLESS`: progress bar, checkpoint cadence,
@@ -41,7 +43,7 @@ HARMLESS = frozenset({
 })
 ALLOWED = frozenset({"train.num_epochs", "early_stopping.patience", "early_stopping.min_delta", "train.init_from",
                      "optimizer.lr", "sparse_optimizer.lr"})  # a lower lr to resume a run that diverged
-RUN_FILE, CONFIG_FILE, LOCK_FILE = "run.json", "config.json", ".lock"
+RUN_FILE, CONFIG_FILE, LOCK_FILE, FITTED_FILE = "run.json", "config.json", ".lock", "fitted.json"
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -112,12 +114,25 @@ def check_run(workdir: Path, config: ml_collections.ConfigDict, identity: dict, 
     return True
 
 
-def record_run(workdir: Path, config: ml_collections.ConfigDict, identity: dict) -> None:
-    """Writes `config.json` and `run.json` (each atomically)."""
+def record_run(workdir: Path, config: ml_collections.ConfigDict, identity: dict, fitted=None) -> None:
+    """Writes `config.json`, `run.json` (the data `identity`) and, for loaders that fit on the
+    train split, `fitted.json` (a `jaxrec.data.fitted.Fitted`, read back by `eval.py`), each atomically."""
+    from jaxrec.data.fitted import save_fitted
+
     for name, text in ((CONFIG_FILE, config.to_json(indent=2)), (RUN_FILE, json.dumps(identity, indent=2))):
         tmp = workdir / (name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, workdir / name)
+    if fitted is not None:
+        save_fitted(fitted, workdir / FITTED_FILE)
+
+
+def saved_fitted(workdir: Path):
+    """The `Fitted` state a run saved (None for loaders that fit nothing, or older workdirs)."""
+    from jaxrec.data.fitted import load_fitted
+
+    path = Path(workdir) / FITTED_FILE
+    return load_fitted(path) if path.is_file() else None
 
 
 @contextlib.contextmanager

@@ -222,3 +222,38 @@ def test_mid_epoch_cadence_sets_the_call_size(small_config):
     assert steps_per_call(t, 78) == 10
     t.checkpoint_every_steps, t.steps_per_call = 500, 0
     assert steps_per_call(t, 78) == 78
+
+
+def _clicks(path, n, seed, extra_users=0):
+    rng = np.random.default_rng(seed)
+    user, item = rng.integers(0, 50, n), rng.integers(0, 80, n)
+    label = (rng.random(n) < 1 / (1 + np.exp(-3 * (np.sin(user) + np.cos(item) - 0.3)))).astype(int)
+    with open(path, "w") as fh:
+        fh.write("user,item,category,tags,price,label\n")
+        for i in range(extra_users):  # users that sort before every other: they shift all vocabulary ids
+            fh.write(f"a{i},i{i},c0,1,1.0,{i % 2}\n")
+        for i in range(n):
+            fh.write(f"u{user[i]},i{item[i]},c{item[i] % 7},{i % 10},{item[i] * 0.7:.2f},{label[i]}\n")
+
+
+def test_eval_encodes_with_the_vocabularies_saved_at_training(tmp_path):
+    # Before: eval.py refit the vocabularies from the train file: a changed file changed test AUC.
+    from jaxrec.train.cli import apply_overrides, load_config_file
+    from jaxrec.train.config import build_dataset
+    from jaxrec.train.loop import evaluate_checkpoint
+    from tests.conftest import ROOT
+
+    for name, n, seed in (("train", 2400, 0), ("valid", 300, 1), ("test", 300, 2)):
+        _clicks(tmp_path / f"{name}.csv", n, seed)
+    config = load_config_file(str(ROOT / "configs/deepfm_csv.py"))
+    apply_overrides(config, [f"--config.dataset.path={tmp_path / 'train.csv'}", f"--config.dataset.valid_path={tmp_path / 'valid.csv'}",
+                             f"--config.dataset.test_path={tmp_path / 'test.csv'}", "--config.train.batch_size=128",
+                             "--config.train.num_epochs=2", "--config.model.hidden=(16,)", "--config.train.progress_bar=false"])
+    result = train_and_evaluate(config, tmp_path / "run")
+    assert (tmp_path / "run" / "fitted.json").is_file()
+    _clicks(tmp_path / "train.csv", 2400, 0, extra_users=5)  # the train file changes after training
+    refit = build_dataset(config).splits["test"]["user"]
+    saved = build_dataset(config, fitted=workdir_lib.saved_fitted(tmp_path / "run")).splits["test"]["user"]
+    assert not np.array_equal(refit, saved)  # refitting would have shifted every user id
+    ev = evaluate_checkpoint(tmp_path / "run", "test", "best")
+    assert ev["auc"] == result["test"]["auc"] and ev["logloss"] == result["test"]["logloss"]
