@@ -43,10 +43,26 @@ def load_config_file(path: str):
         raise ConfigError(f"--config {path}: no such file")
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"--config {path}:{e.lineno}: {e.msg}: {(e.text or '').strip()!r}") from e
+    except Exception as e:
+        raise ConfigError(f"--config {_where_in(e, path)}: importing the file raised {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config {path}: the file defines no get_config()")
-    return module.get_config()
+    try:
+        return module.get_config()
+    except Exception as e:  # e.g. ConfigDict's type check: c.train.batch_size = 'big'
+        raise ConfigError(f"--config {_where_in(e, path)}: get_config() raised {type(e).__name__}: {e}") from e
+
+
+def _where_in(e: Exception, path: str) -> str:
+    """'path:LINE' of the deepest frame of `e`'s traceback in the config file `path` (else `path`)."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == Path(path).resolve()]
+    return f"{path}:{lines[-1]}" if lines else path
 
 
 def _parse_value(text: str, current):

@@ -142,9 +142,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key, value in config.model.items():
         if (key == "embed_dim" or key.endswith("_dim")) and isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise ConfigError(f"model.{key}={value} must be >= 1")
+        if key.endswith("hidden") and isinstance(value, (tuple, list)) and not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            raise ConfigError(f"model.{key}={tuple(value)}: layer sizes must be integers >= 1")
+    _check_mesh(config.mesh)
     for split in config.eval_splits:
         if split not in ("train", "valid", "test"):
             raise ConfigError(f"eval_splits contains {split!r}: expected train, valid or test")
+
+
+def _check_mesh(mesh: ml_collections.ConfigDict) -> None:
+    from jaxrec.embedding.specs import SHARDINGS
+
+    shape = mesh.shape
+    if not isinstance(shape, (tuple, list)) or len(shape) not in (0, 2) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
+        raise ConfigError(f"mesh.shape={shape!r}: expected () for one device or (data, model), two integers >= 1, e.g. (8, 1)")
+    if mesh.table_sharding not in SHARDINGS:
+        raise ConfigError(f"mesh.table_sharding={mesh.table_sharding!r}: expected one of {SHARDINGS}")
 
 
 def build_dataset(config: ml_collections.ConfigDict, fitted=None):

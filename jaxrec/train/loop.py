@@ -268,6 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
     'num_params': {'dense': n, 'sparse': n (embedding rows as stored)}}.
     """
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir}: exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lib.lock(workdir) if runtime.is_main() else contextlib.nullcontext():
         return _train_and_evaluate(config, workdir, profile, dataset)
@@ -442,12 +444,17 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
     path = Path(workdir) / "config.json"
     if not path.is_file():
         raise DataError(f"{path} not found: is {workdir} a jaxrec workdir (made by train.py)?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: not a readable config ({type(e).__name__}: {e})") from None
 
 
 def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "best",
                         config: ml_collections.ConfigDict | None = None, dataset: Dataset | None = None) -> dict:
     """Evaluates the 'best' or 'latest' checkpoint of a workdir on `split`; returns metrics."""
+    if which not in ("best", "latest"):
+        raise ConfigError(f"which={which!r}: expected 'best' or 'latest'")
     workdir = Path(workdir)
     config = config or load_config(workdir)
     if dataset is None:
@@ -459,13 +466,15 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
     if split not in exp.dataset.splits:
         raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")
     state = exp.init_state(place=False)
+    directory = workdir / ("best" if which == "best" else "checkpoints")
+    if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
+        raise DataError(f"{directory}: no checkpoint (the run ended before its first {'epoch' if which == 'best' else 'checkpoint'}, "
+                        f"or the folder was removed)" + (": try --checkpoint latest" if which == "best" else ""))
     if which == "best":
         params, meta = exp.checkpointer(workdir / "best", keep=1).restore(state.params)
         step_info = {"epoch": meta["epoch"]}
-    elif which == "latest":
+    else:
         state, _ = exp.checkpointer(workdir / "checkpoints").restore(state)
         params, step_info = state.params, {"step": int(state.step)}
-    else:
-        raise ValueError(f"which={which!r}: expected 'best' or 'latest'")
     return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, exp.place(params), split)}
 

@@ -91,3 +91,59 @@ def test_per_table_options_from_flags():
     opts = dict(table_options(c, (Categorical("user_id"), Categorical("item_id"))))
     assert opts["user_id"].sharding == "contiguous" and opts["user_id"].optimizer == (("lr", 0.05), ("name", "ftrl"))
     assert opts["item_id"].init_scale == 0.01 and opts["item_id"].optimizer is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.mesh.shape=(2,)", "mesh.shape=(2,): expected () for one device or (data, model)"),
+    ("--config.mesh.shape=(0, 1)", "mesh.shape=(0, 1): expected"),
+    ("--config.mesh.table_sharding=rows", "mesh.table_sharding='rows': expected one of ('mod', 'contiguous')"),
+    ("--config.model.hidden=(0,)", "model.hidden=(0,): layer sizes must be integers >= 1"),
+])
+def test_bad_mesh_and_layer_sizes_are_config_errors(override, message):
+    # Before: the mesh values were accepted until the mesh was built (or never, for (2,)); hidden=(0,) was a
+    # ZeroDivisionError in the initializer.
+    from jaxrec.errors import ConfigError
+    from jaxrec.train.cli import apply_overrides
+    from jaxrec.train.config import default_config
+
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(default_config(), [override])
+    assert message in str(e.value)
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path):
+    # Before: a SyntaxError or a TypeError traceback from importlib / ml_collections.
+    from jaxrec.errors import ConfigError
+    from jaxrec.train.cli import load_config_file
+
+    bad = tmp_path / "syntax.py"
+    bad.write_text("from jaxrec.train.config import default_config\ndef get_config():\n    c = default_config(\n    return c\n")
+    with pytest.raises(ConfigError, match=rf"{bad}:3: '\(' was never closed"):
+        load_config_file(str(bad))
+    typed = tmp_path / "typed.py"
+    typed.write_text("from jaxrec.train.config import default_config\ndef get_config():\n    c = default_config()\n"
+                     "    c.train.batch_size = 'big'\n    return c\n")
+    with pytest.raises(ConfigError, match=rf"{typed}:4: get_config\(\) raised TypeError: .*batch_size"):
+        load_config_file(str(typed))
+
+
+def test_eval_of_a_workdir_without_checkpoints_or_with_a_broken_config(tmp_path, small_config):
+    # Before: FileNotFoundError from the checkpointer (best/ or checkpoints/ missing), a JSONDecodeError for a
+    # damaged config.json, a ValueError for which='newest'; a --workdir that is a file was a FileExistsError.
+    from jaxrec.errors import ConfigError, DataError
+    from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate
+
+    (tmp_path / "config.json").write_text(small_config.to_json())
+    with pytest.raises(DataError, match=r"best: no checkpoint \(the run ended before its first epoch.*try --checkpoint latest"):
+        evaluate_checkpoint(tmp_path, "test", "best")
+    assert not (tmp_path / "best").exists()  # the check creates nothing
+    with pytest.raises(DataError, match=r"checkpoints: no checkpoint"):
+        evaluate_checkpoint(tmp_path, "test", "latest")
+    with pytest.raises(ConfigError, match="which='newest': expected 'best' or 'latest'"):
+        evaluate_checkpoint(tmp_path, "test", "newest")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"config\.json: not a readable config \(JSONDecodeError"):
+        evaluate_checkpoint(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match=r"a_file: exists and is not a directory"):
+        train_and_evaluate(small_config, tmp_path / "a_file")
