@@ -364,9 +364,22 @@ def pack_sequences(flat: np.ndarray, counts: np.ndarray, max_len: int, truncate:
 def check_binary_labels(labels: np.ndarray, where: RowLocator | None = None, field: str = "label") -> np.ndarray:
     """Validates labels `[N]` are in {0, 1}; returns float32 `[N]`. Errors name the first bad row."""
     where = where or _default_where
-    y = np.asarray(labels, dtype=np.float64)
+    try:
+        y = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):  # e.g. a Parquet label column of strings 'yes' / 'no'
+        values = np.asarray(labels, dtype=object).tolist()
+        i = next(i for i, v in enumerate(values) if not _is_number(v))
+        raise DataError(f"{where(i)}: {field} = {values[i]!r} is not in {{0, 1}} (the label column must hold numbers)") from None
     bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
     if len(bad):
         i = int(bad[0])
         raise DataError(f"{where(i)}: {field} = {np.asarray(labels)[i].item()!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all)")
     return y.astype(np.float32)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -163,7 +163,15 @@ def from_dict(d: dict, where: str = "dataset.features") -> Feature:
     if "name" not in d:
         raise ConfigError(f"{where}: every feature needs a 'name'")
     if "boundaries" in d and d["boundaries"] is not None:
-        d["boundaries"] = tuple(float(b) for b in d["boundaries"])
+        try:
+            d["boundaries"] = tuple(float(b) for b in d["boundaries"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: boundaries={d['boundaries']!r} must be a list of numbers") from None
+        if any(a >= b for a, b in zip(d["boundaries"], d["boundaries"][1:])):
+            raise ConfigError(f"{where}: boundaries={list(d['boundaries'])} must be strictly increasing")
+    if kind == "sequence" and "max_len" in d and not (isinstance(d["max_len"], int) and not isinstance(d["max_len"], bool)
+                                                      and d["max_len"] >= 1):
+        raise ConfigError(f"{where}: max_len={d['max_len']!r} must be an integer >= 1")
     try:
         return cls(**d)
     except TypeError as e:

@@ -111,6 +111,8 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, allow_download: boo
             if empty:
                 raise DataError(f"MovieLens data dir {d}: file(s) {empty} are empty")
             return d
+    if data_dir is not None and Path(data_dir).exists():
+        raise DataError(f"MovieLens data dir {data_dir} is not a directory (dataset.data_dir); point it at the GroupLens ml-100k folder")
     if data_dir is not None:
         raise DataError(f"MovieLens data dir {data_dir} does not exist (dataset.data_dir); point it at the GroupLens ml-100k folder")
     if not allow_download:

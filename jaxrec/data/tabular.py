@@ -108,20 +108,21 @@ def load_tabular(
     specs = tuple(from_dict(d, where=f"dataset.features[{i}]") for i, d in enumerate(features))
     _check_config(specs, group_key, format, delimiter, valid_path, test_path, max_value_bytes)
     types = _column_types(specs, label)
+    scalar = {f.source for f in specs if isinstance(f, Categorical)}  # a list column there is an error
 
     if valid_path is None:
         try:
             random_split(0, split, split_seed)  # validates the fractions before reading
         except ValueError as e:
             raise ConfigError(f"load_tabular: {e}") from None
-        columns, nulls, where = _read(path, format, delimiter, types, max_value_bytes)
+        columns, nulls, where = _read(path, format, delimiter, types, max_value_bytes, scalar)
         labels = check_binary_labels(columns[label], where, field=f"label {label!r}")
         rows = random_split(len(labels), split, split_seed)
         raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx), take(nulls, idx)) for s, idx in rows.items()}
     else:
         raw = {}
         for s, p in (("train", path), ("valid", valid_path), ("test", test_path)):
-            columns, nulls, where = _read(p, format, delimiter, types, max_value_bytes)
+            columns, nulls, where = _read(p, format, delimiter, types, max_value_bytes, scalar)
             raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where, nulls)
 
     if len(raw["train"][1]) == 0:
@@ -192,20 +193,28 @@ def _detect_format(path: str, format: str) -> str:
 
 
 def _read(path: str, format: str, delimiter: str, types: dict[str, str],
-          max_value_bytes: int | None = MAX_VALUE_BYTES) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RowLocator]:
+          max_value_bytes: int | None = MAX_VALUE_BYTES,
+          scalar: set[str] = frozenset()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RowLocator]:
     """Reads the columns named in `types` from one file -> ({column: [N]}, {numeric column with
     nulls: bool null mask [N]}, row locator).
 
     Text columns become object arrays of Python `str` (or lists of them): memory is bounded
-    by the data, whatever the length of its longest value."""
+    by the data, whatever the length of its longest value. `scalar`: columns read by categorical
+    features, which must not be lists (a Parquet list column is read by a sequence feature)."""
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, not a data file")
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: the file is empty")
     if _detect_format(path, format) == "csv":
-        table, where = _read_csv(path, delimiter, types, max_value_bytes), _csv_locator(path)
+        try:
+            table, where = _read_csv(path, delimiter, types, max_value_bytes), _csv_locator(path)
+        except OSError as e:  # pyarrow's decompression errors (a damaged or mislabelled .gz, .bz2 ...)
+            hint = (": damaged, or not compressed as its extension says?" if path.lower().endswith(_COMPRESSED) else "")
+            raise DataError(f"{path}: cannot be read ({e}){hint}") from None
     else:
-        table, where = _read_parquet(path, types), (lambda i: f"{path}: row {i} (0-based)")
+        table, where = _read_parquet(path, types, scalar), (lambda i: f"{path}: row {i} (0-based)")
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
     if max_value_bytes is not None:
@@ -230,6 +239,10 @@ def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes:
     object"), of twice the longest line, once the file has been scanned for a real error first."""
     header = _csv_header(path, delimiter)
     _check_columns(path, header, types, delimiter)
+    twice = sorted(c for c in types if header.count(c) > 1)
+    if twice:
+        raise DataError(f"{path}:1: the header names column(s) {twice} more than once (fields "
+                        f"{[i + 1 for i, h in enumerate(header) if h == twice[0]]} for {twice[0]!r}); which one to read is ambiguous")
     arrow = {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}
     block = _BLOCK_BYTES
     while True:
@@ -250,7 +263,7 @@ def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes:
             raise (error or DataError(f"{path}: not a valid CSV file: {e}")) from None
 
 
-def _read_parquet(path: str, types: dict[str, str]) -> pa.Table:
+def _read_parquet(path: str, types: dict[str, str], scalar: set[str] = frozenset()) -> pa.Table:
     try:
         schema = pq.read_schema(path)
         _check_columns(path, schema.names, types)
@@ -259,6 +272,10 @@ def _read_parquet(path: str, types: dict[str, str]) -> pa.Table:
         raise DataError(f"{path}: not a readable Parquet file: {e}") from None
     columns = {}
     for c, kind in types.items():
+        t = table.column(c).type
+        if c in scalar and (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+            raise DataError(f"{path}: column {c!r} holds lists ({t}), but a categorical feature reads it (one value per "
+                            "row); read it with a 'sequence' feature")
         try:
             columns[c] = _as_text(table.column(c)) if kind == "text" else table.column(c)
         except pa.ArrowException:

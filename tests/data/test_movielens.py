@@ -83,6 +83,8 @@ def test_missing_and_empty_data_dir(tmp_path, ml100k_dir):
         ml.load_movielens_100k(str(tmp_path / "nope"))
     with pytest.raises(DataError, match=r"lacks \['u.data'"):
         ml.load_movielens_100k(str(tmp_path))
+    with pytest.raises(DataError, match=r"u\.data is not a directory \(dataset\.data_dir\)"):  # was: "does not exist"
+        ml.load_movielens_100k(str(ml100k_dir / "u.data"))
     for f in ml.FILES:
         shutil.copy(ml100k_dir / f, tmp_path / f)
     (tmp_path / "u.data").write_text("")

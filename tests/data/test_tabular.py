@@ -275,3 +275,53 @@ def test_non_finite_numerics_are_counted_per_feature_and_split(tmp_path, rows):
     from jaxrec.data.features import Numeric
     assert encoding.numeric_counts((Numeric("x"),), {"x": np.array(["1", "", None, "nan", "-inf"], dtype=object)}) == \
         {"x": {"missing": 2, "nan": 1, "inf": 1}}
+
+
+def test_bad_sequence_length_and_boundaries_are_config_errors(csv_path):
+    # Before: max_len=0 was accepted (empty sequences), unsorted boundaries a numpy ValueError.
+    with pytest.raises(ConfigError, match=r"dataset\.features\[0\]: max_len=0 must be an integer >= 1"):
+        load(csv_path, features=[{"type": "sequence", "name": "genres", "max_len": 0}])
+    with pytest.raises(ConfigError, match=r"boundaries=\[18\.0, 50\.0, 30\.0\] must be strictly increasing"):
+        load(csv_path, features=[{"type": "numeric", "name": "age", "boundaries": [18, 50, 30]}])
+
+
+def test_unreadable_compressed_csv_and_a_directory(tmp_path, rows):
+    # Before: OSError tracebacks from pyarrow's decompression; a directory was "no such file".
+    import gzip
+
+    plain = tmp_path / "plain.csv.gz"
+    plain.write_text(open(write_csv(tmp_path / "data.csv", rows)).read())
+    with pytest.raises(DataError, match=r"plain\.csv\.gz: cannot be read \(.*\): damaged, or not compressed"):
+        load(str(plain))
+    blob = gzip.compress(open(tmp_path / "data.csv", "rb").read() * 20)
+    (tmp_path / "cut.csv.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match=r"cut\.csv\.gz: cannot be read"):
+        load(str(tmp_path / "cut.csv.gz"))
+    with pytest.raises(DataError, match="is a directory, not a data file"):
+        load(str(tmp_path))
+
+
+def test_duplicate_header_column_is_named(tmp_path, rows):
+    # Before: pyarrow read one of the two 'item' columns, silently.
+    for r in rows:
+        r["item2"] = "x"
+    path = write_csv(tmp_path / "data.csv", rows, columns=COLUMNS + ["item2"])
+    lines = open(path).read().splitlines()
+    (tmp_path / "data.csv").write_text("\n".join([lines[0].replace("item2", "item")] + lines[1:]) + "\n")
+    with pytest.raises(DataError, match=r"data\.csv:1: the header names column\(s\) \['item'\] more than once \(fields \[2, 7\]"):
+        load(path)
+
+
+def test_parquet_string_labels_and_list_categoricals(tmp_path, rows):
+    # Before: string labels were a numpy ValueError; a list column read by a categorical feature was
+    # silently encoded as the text of each list.
+    path = write_parquet(tmp_path / "data.parquet", rows)
+    table = pq.read_table(path)
+    labels = pa.array(["yes" if r["click"] else "no" for r in rows])
+    pq.write_table(table.set_column(table.schema.get_field_index("click"), "click", labels), tmp_path / "s.parquet")
+    with pytest.raises(DataError, match=r"s\.parquet: row 0 \(0-based\): label 'click' = '(yes|no)' is not in \{0, 1\}"):
+        load(str(tmp_path / "s.parquet"))
+    items = pa.array([[r["item"]] for r in rows], pa.list_(pa.string()))
+    pq.write_table(table.set_column(table.schema.get_field_index("item"), "item", items), tmp_path / "l.parquet")
+    with pytest.raises(DataError, match=r"l\.parquet: column 'item' holds lists .* read it with a 'sequence' feature"):
+        load(str(tmp_path / "l.parquet"))
