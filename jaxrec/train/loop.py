@@ -228,7 +228,8 @@ def _log_counts(epoch: int, counts: dict) -> None:
 def divergence(losses: np.ndarray, recent: np.ndarray, factor: float) -> tuple[int, str] | None:
     """`(index, why)` of the first step loss `[K]` that is not finite, or (with `factor` > 0) above
     `factor` x the median of the losses before it (`recent`, the last steps of the run, and the
-    chunk's own, once at least 10 are known); None if none is."""
+    chunk's own, the last 1,000; from the second step on, so that a run that blows up in its first
+    steps is caught too); None if none is."""
     bad = np.flatnonzero(~np.isfinite(losses))
     if len(bad):
         return int(bad[0]), "is not finite"
@@ -237,7 +238,7 @@ def divergence(losses: np.ndarray, recent: np.ndarray, factor: float) -> tuple[i
     history = np.concatenate([recent, losses])
     for i in range(len(losses)):
         seen = history[:len(recent) + i][-1000:]
-        if len(seen) >= 10:
+        if len(seen):
             ref = float(np.median(seen))
             if ref > 0 and losses[i] > factor * ref:
                 return i, f"is over {factor:g} x the running median loss {ref:.4g} (train.divergence_factor)"
