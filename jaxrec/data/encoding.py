@@ -183,7 +183,11 @@ def _ids(feature: Categorical | Sequence, vocab, tokens: np.ndarray, where: RowL
         return ids.astype(np.int32)
     # identity: the column already holds ids; anything outside [0, vocab_size) is an error.
     if tokens.dtype.kind not in "iu":
-        raise DataError(f"feature {feature.name!r}: encoding='identity' needs integer ids, got {tokens.dtype}")
+        values = tokens.tolist()
+        i = next((i for i, v in enumerate(values) if not (isinstance(v, str) and v.lstrip("-").isdigit())), 0)
+        at = f"{where(int(rows[i]))}: " if len(values) else ""
+        raise DataError(f"{at}feature {feature.name!r}: encoding='identity' needs integer ids, got {values[i] if values else tokens.dtype!r} "
+                        "(the column must hold integers: floats or text cannot be read as ids)")
     bad = np.flatnonzero((tokens < 0) | (tokens >= feature.vocab_size))
     if len(bad):
         i = bad[0]

@@ -260,6 +260,8 @@ def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes:
             if error is None and "straddl" in str(e) and longest + 2 > block:
                 block = max(2 * block, 1 << (2 * longest + 2).bit_length())
                 continue
+            if error is None and "invalid UTF8" in str(e):
+                error = _utf8_error(path, header, delimiter)
             raise (error or DataError(f"{path}: not a valid CSV file: {e}")) from None
 
 
@@ -302,6 +304,21 @@ def _check_columns(path: str, available: list[str], types: dict[str, str], delim
         if delimiter is not None and len(available) == 1:
             hint = f"; the header has a single column: is delimiter={delimiter!r} right?"
         raise DataError(f"{path}: missing column(s) {missing}; the file has columns {list(available)}{hint}")
+
+
+def _utf8_error(path: str, header: list[str], delimiter: str) -> DataError | None:
+    """DataError naming the first line (and column) that is not valid UTF-8, or None."""
+    with pa.input_stream(path, compression="detect") as stream:
+        for line_no, raw in enumerate(io.BufferedReader(stream), 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                fields = _csv_fields(raw.decode("utf-8", "replace").rstrip("\r\n"), delimiter)
+                column = next((header[i] for i, f in enumerate(fields) if "\ufffd" in f and i < len(header)), None)
+                where = f"column {column!r}, " if column else ""
+                return DataError(f"{path}:{line_no}: not valid UTF-8 ({where}byte {e.start + 1} of the line: {raw[e.start:e.start + 4]!r}); "
+                                 "save the file as UTF-8")
+    return None
 
 
 def _text_lines(path: str):

@@ -325,3 +325,19 @@ def test_parquet_string_labels_and_list_categoricals(tmp_path, rows):
     pq.write_table(table.set_column(table.schema.get_field_index("item"), "item", items), tmp_path / "l.parquet")
     with pytest.raises(DataError, match=r"l\.parquet: column 'item' holds lists .* read it with a 'sequence' feature"):
         load(str(tmp_path / "l.parquet"))
+
+
+def test_invalid_utf8_and_float_identity_ids_name_the_line(tmp_path, rows):
+    # Before: "not a valid CSV file: In CSV column #0: ... invalid UTF8 data" without a line; float ids
+    # named neither the file nor the row.
+    path = write_csv(tmp_path / "data.csv", rows)
+    data = open(path, "rb").read().splitlines(keepends=True)
+    data[9] = data[9].replace(b",", b"\xff,", 1).replace(b",", b",", 1)  # line 10, first column
+    (tmp_path / "data.csv").write_bytes(b"".join(data))
+    with pytest.raises(DataError, match=r"data\.csv:10: not valid UTF-8 \(column 'user_id', byte"):
+        load(path, features=[{"name": "user_id"}])
+    table = pq.read_table(write_parquet(tmp_path / "data.parquet", rows))
+    floats = pa.array([r["user_id"] + 0.5 for r in rows], pa.float64())
+    pq.write_table(table.set_column(0, "user_id", floats), tmp_path / "f.parquet")
+    with pytest.raises(DataError, match=r"f\.parquet: row \d+ \(0-based\): feature 'user_id': encoding='identity' needs integer ids"):
+        load(str(tmp_path / "f.parquet"), features=[{"name": "user_id", "encoding": "identity", "vocab_size": 100}])
