@@ -280,6 +280,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, profil
     exp = build(config, dataset)
     t, es = config.train, config.early_stopping
     check_validation_split(exp.dataset, es.metric)
+    if t.get("init_from") and not (workdir / "checkpoints").is_dir():
+        _init_from_dir(t.init_from)  # a bad warm start is refused before the workdir is claimed
     identity = workdir_lib.data_identity(exp.dataset)
     if workdir_lib.check_run(workdir, config, identity, config_lib.default_config().to_dict()):
         log.info("%s holds this run (same config and data): resuming", workdir)
@@ -407,12 +409,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Path, profil
     return result
 
 
-def warm_start(exp: Experiment, params, workdir: str | Path):
-    """`params` with every array that `<workdir>/best` holds at the same logical path and shape
-    (e.g. a trained model's tables and MLPs under a new AMTL mask); the rest keep their init."""
+def _init_from_dir(workdir: str | Path) -> Path:
     directory = Path(workdir) / "best"
     if not directory.is_dir():
         raise ConfigError(f"train.init_from={str(workdir)!r}: {directory} does not exist (a workdir written by train.py?)")
+    return directory
+
+
+def warm_start(exp: Experiment, params, workdir: str | Path):
+    """`params` with every array that `<workdir>/best` holds at the same logical path and shape
+    (e.g. a trained model's tables and MLPs under a new AMTL mask); the rest keep their init."""
+    directory = _init_from_dir(workdir)
     ckpt = exp.checkpointer(directory, keep=1)
     params, restored, kept = ckpt.restore_matching(params)
     ckpt.close()

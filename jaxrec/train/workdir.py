@@ -60,9 +60,10 @@ def config_differences(old: dict, new: dict, defaults: dict | None = None) -> di
     """`{key: (old value, new value)}` of two config dicts; keys that `old` lacks (written before
     they existed) take their value in `defaults`."""
     a, b = {**flatten(defaults or {}), **flatten(old)}, flatten(new)
+    keys = set(a) | set(b)
+    keys -= {k for k in keys if any(j.startswith(k + ".") for j in keys)}  # an empty section that one side fills
     missing = object()
-    return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)}
+    return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(keys) if a.get(k, missing) != b.get(k, missing)}
 
 
 def data_identity(dataset) -> dict:

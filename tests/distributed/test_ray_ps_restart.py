@@ -68,6 +68,7 @@ def test_claim_refuses_another_runs_dir_and_checks_resume(tmp_path):
 
 # ---- on Ray -------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a Ray server start each (the claim logic itself: test_claim_refuses_another_runs_dir_and_checks_resume)
 def test_missing_checkpoint_dir_is_created(cluster, experiment, tmp_path):
     """Was: FileNotFoundError ... shard_1.tmp at the first checkpoint (the worker died with it)."""
     config, exp = experiment
@@ -79,6 +80,7 @@ def test_missing_checkpoint_dir_is_created(cluster, experiment, tmp_path):
     assert [p.name for p in d.glob("shard_*.msgpack")] == ["shard_0.msgpack"] and out["shards"][0]["step"] == 4
 
 
+@pytest.mark.slow
 def test_reused_checkpoint_dir_is_refused_unless_resumed(cluster, experiment, tmp_path):
     """Was: a new server in a used directory silently returned the previous run's parameters."""
     config, exp = experiment

@@ -115,7 +115,7 @@ def test_amtl_by_config_trains_exports_and_warm_starts(small_config, tmp_path):
     assert np.all((sizes["embedding/user_id"] >= 1) & (sizes["embedding/user_id"] <= 8))
 
 
-def test_bad_amtl_options_name_the_key(small_config):
+def test_bad_amtl_options_name_the_key(small_config, tmp_path):
     from jaxrec.errors import ConfigError
     from jaxrec.train import loop
 
@@ -125,4 +125,5 @@ def test_bad_amtl_options_name_the_key(small_config):
     small_config.train.init_from = "/nonexistent"
     small_config.tables = {"item_id": {"amtl": {}}}
     with pytest.raises(ConfigError, match="train.init_from='/nonexistent'"):
-        loop.train_and_evaluate(small_config, "/tmp/unused_amtl_workdir_x")
+        loop.train_and_evaluate(small_config, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.json").exists()  # refused before the workdir was claimed

@@ -262,3 +262,11 @@ def test_eval_encodes_with_the_vocabularies_saved_at_training(tmp_path):
     assert not np.array_equal(refit, saved)  # refitting would have shifted every user id
     ev = evaluate_checkpoint(tmp_path / "run", "test", "best")
     assert ev["auc"] == result["test"]["auc"] and ev["logloss"] == result["test"]["logloss"]
+
+
+def test_config_differences_by_hand():
+    diff = workdir_lib.config_differences
+    assert diff({"train": {"batch_size": 1024}}, {"train": {"batch_size": 2048}}) == {"train.batch_size": (1024, 2048)}
+    assert list(diff({"tables": {}}, {"tables": {"item_id": {"amtl": {}}}})) == ["tables.item_id.amtl"]  # AMTL added
+    assert diff({"train": {}}, {"train": {"divergence_factor": 100.0}}, {"train": {"divergence_factor": 100.0}}) == {}
+    assert diff({"eval_splits": ["valid", "test"]}, {"eval_splits": ("valid", "test")}) == {}  # JSON lists == tuples
