@@ -3,7 +3,7 @@
 Issue 18 (acceptance): "the table of ~74 bad inputs (config, tabular, MovieLens, eval) gives a
 clear error or a documented, counted handling for every one". Each case below feeds one bad
 input to the public entry points (`jaxrec.train.cli.apply_overrides` / `load_config_file`,
-`jaxrec.train.config.validate`, `jaxrec.train.loop.build` / `train_and_evaluate` /
+`jaxrec.train.config.validate`, `jaxrec.train.experiment.build` / `train_and_evaluate` /
 `evaluate_checkpoint`, `jaxrec.data.tabular.load_tabular`, `jaxrec.data.movielens.load_movielens_100k`
 on an edited copy of ml-100k, `eval.py`'s `eval_main`) and records the outcome:
 
@@ -214,7 +214,7 @@ def override(*args, config=None):
 
 def built(ctx: Context, *args):
     """apply_overrides, then `build` against the real MovieLens (model and optimizer construction)."""
-    from jaxrec.train.loop import build
+    from jaxrec.train.experiment import build
 
     c = ctx.config()
     override(*args, config=c)
@@ -522,7 +522,7 @@ def _verify_off(ctx):
 # ----------------------------------------------------------------------------- eval cases
 
 def evaluate(work, split="test", which="best", config=None):
-    from jaxrec.train.loop import evaluate_checkpoint
+    from jaxrec.train.experiment import evaluate_checkpoint
 
     return evaluate_checkpoint(work, split, which, config)
 

@@ -34,10 +34,11 @@ import common
 from jaxrec.data import batching
 from jaxrec.embedding import field_names
 from jaxrec.models.ctr.fscd import field_costs, keep_probabilities, select_fields
-from jaxrec.models.ctr.pcf_gnn import CrossOptions, add_cross_features
+from jaxrec.pretrain.cross_features import CrossOptions, add_cross_features
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
-from jaxrec.train.loop import build, train_and_evaluate
+from jaxrec.train.experiment import build
+from jaxrec.train.loop import train_and_evaluate
 
 PARTS = ("zoo", "apg", "fscd")
 LAMBDAS = (0.003, 0.01, 0.015, 0.02, 0.03, 0.1)

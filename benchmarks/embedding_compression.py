@@ -37,7 +37,7 @@ from jaxrec.embedding.compressed import IndexScheme
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
-from jaxrec.train.loop import build
+from jaxrec.train.experiment import build
 
 PARTS = ("movielens", "synthetic", "amtl")
 ML_TABLES = ("user_id", "item_id")

@@ -28,7 +28,7 @@ import numpy as np
 import common
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.data.features import Categorical
-from jaxrec.train import loop
+from jaxrec.train import experiment
 from jaxrec.train.config import default_config
 
 FIELDS = 26
@@ -53,7 +53,7 @@ def time_mode(dataset: Dataset, mode: str, batch: int, steps: int, repeats: int)
     c.train.steps_per_call = steps
     c.sparse_optimizer.rowwise = mode.startswith("rowwise")
     c.sparse_optimizer.dedup = "sort" if mode == "rowwise_sort" else "auto"
-    exp = loop.build(c, dataset)
+    exp = experiment.build(c, dataset)
     state = exp.init_state()
     cols = dataset.columns("train")
     chunk = jax.device_put({k: v.reshape((steps, batch) + v.shape[1:]) for k, v in cols.items()})

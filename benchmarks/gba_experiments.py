@@ -35,7 +35,7 @@ from tqdm import tqdm
 import common
 from jaxrec.distributed import simulate, straggler
 from jaxrec.optim import gba
-from jaxrec.train import loop
+from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
 from jaxrec.train.cli import load_config_file
 
@@ -68,7 +68,7 @@ def init_state(exp, seed: int) -> state_lib.TrainState:
 
 
 def metrics(exp, params) -> dict:
-    return {split: {k: float(v) for k, v in loop.evaluate(exp, params, split).items() if k in ("auc", "logloss", "gauc")}
+    return {split: {k: float(v) for k, v in experiment.evaluate(exp, params, split).items() if k in ("auc", "logloss", "gauc")}
             for split in ("valid", "test")}
 
 
@@ -78,7 +78,7 @@ def tune(part: str, args) -> tuple:
     epochs, {lr: valid AUC per epoch})."""
     best, curves, dataset = None, {}, None
     for lr in args.lr_grid or [None]:
-        exp = loop.build(config(part, args, lr), dataset)
+        exp = experiment.build(config(part, args, lr), dataset)
         dataset = exp.dataset
         replayer = simulate.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), args.local_batch)
         per_epoch = replayer.num_rows // (args.local_batch * args.workers) * args.workers
@@ -88,7 +88,7 @@ def tune(part: str, args) -> tuple:
         for e in tqdm(range(epochs), desc=f"tune sync (lr {exp.config.optimizer.lr:g})"):
             state = simulate.simulate(replayer, "sync", straggler.SpeedModel(args.workers, jitter=0.0), state, order,
                                       per_epoch, first_batch=e * per_epoch).state
-            valid.append(float(loop.evaluate(exp, state.params, "valid")["auc"]))
+            valid.append(float(experiment.evaluate(exp, state.params, "valid")["auc"]))
         curves[float(exp.config.optimizer.lr)] = valid
         if best is None or max(valid) > best[0]:
             best = (max(valid), exp, replayer, int(np.argmax(valid)) + 1)
@@ -152,7 +152,7 @@ def run_ray(args) -> dict:
     from jaxrec.distributed import ray_ps
 
     workers, b = 4, 256
-    exp = loop.build(config("movielens", args))
+    exp = experiment.build(config("movielens", args))
     per_epoch = exp.dataset.num_rows("train") // (b * workers) * workers
     runs = []
     for rep in range(args.repeats):

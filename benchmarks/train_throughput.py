@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--epochs 8] [--batch_sizes 1024 4096]
 
-Each model trains through the library's own path (`jaxrec.train.loop.build`: host chunks of
+Each model trains through the library's own path (`jaxrec.train.experiment.build`: host chunks of
 a whole epoch, `train_steps` = K steps per compiled call); examples/s is taken per epoch and
 the median over epochs 2..N is reported (epoch 1 compiles). In the same run, round-robin
 with the models so drift hits all alike, the *ceiling* trains the bare dense MLP of the same
@@ -27,7 +27,7 @@ import common
 from jaxrec.data import batching
 from jaxrec.data.movielens import load_movielens_100k
 from jaxrec.nn import MLP
-from jaxrec.train import loop
+from jaxrec.train import experiment
 from jaxrec.train.config import default_config
 from jaxrec.train.prefetch import device_prefetch
 
@@ -54,7 +54,7 @@ def model_runner(model: str, batch_size: int, dataset):
     c.model.name = model
     c.model.embed_dim, c.model.hidden = 16, (256, 128)
     c.train.batch_size = batch_size
-    exp = loop.build(c, dataset)
+    exp = experiment.build(c, dataset)
     state = exp.init_state()
     spe = exp.steps_per_epoch
     stream = device_prefetch(batching.train_stream(dataset.columns("train"), batch_size, exp.steps_per_call, 0, 0, 10**9))

@@ -36,6 +36,8 @@ class Dataset:
       fitted: what the loader fitted on the train split (vocabularies), or None for a loader
         that fits nothing; save it with `jaxrec.data.fitted.save_fitted` and pass it back as
         the loader's `fitted=` to encode other data exactly as this dataset was.
+      label_names: names of the label columns of `[N, T]` labels, in order (multi-task
+        metrics are named after them); empty for one label or where a loader names none.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Dataset:
     side: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     numeric_counts: Mapping[str, Mapping[str, Mapping[str, int]]] = dataclasses.field(default_factory=dict)
     fitted: Fitted | None = None
+    label_names: tuple[str, ...] = ()
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])
@@ -76,8 +79,13 @@ class Dataset:
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
-        pos = float(np.mean(self.splits["train"][LABELS]))
-        return f"{self.name}: {sizes}; {len(self.features)} features; train positive rate {pos:.3f}{self._missing_summary()}"
+        labels = np.asarray(self.splits["train"][LABELS])
+        if labels.ndim == 1:
+            rates = f"train positive rate {float(np.mean(labels)):.3f}"
+        else:
+            names = self.label_names or tuple(f"task_{i}" for i in range(labels.shape[1]))
+            rates = "train label means " + ", ".join(f"{n} {m:.3f}" for n, m in zip(names, labels.mean(axis=0)))
+        return f"{self.name}: {sizes}; {len(self.features)} features; {rates}{self._missing_summary()}"
 
     def _missing_summary(self) -> str:
         """'; treated as missing: price 3 NaN, 1 inf, 2 empty (train 2/1/2, valid 1/0/0, test 0/0/0 NaN/inf/empty)'."""

@@ -290,7 +290,8 @@ def load_movielens_100k(data_dir: str | None = None, variant: str = "default", s
                            group="item_id", combiner=None),)
         side = item_side_tables(specs, vocabs, raw, items)
     name = f"movielens100k{'' if variant == 'default' else '_' + variant}{'' if labels == 'click' else '_multitask'}"
-    return Dataset(name=name, features=specs, splits=splits, group_key="user_id", side=side, fitted=state)
+    return Dataset(name=name, features=specs, splits=splits, group_key="user_id", side=side, fitted=state,
+                   label_names=() if labels == "click" else MULTITASK_LABELS)
 
 
 def user_histories(users: np.ndarray, timestamps: np.ndarray, items: np.ndarray,

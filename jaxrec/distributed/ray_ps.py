@@ -186,9 +186,10 @@ class PSOptions:
 
 
 def _build(config):
+    from jaxrec.train import experiment
     from jaxrec.train import loop
 
-    exp = loop.build(config)
+    exp = experiment.build(config)
     if not exp.optimizers.rowwise:
         raise ConfigError("the parameter server updates tables row by row: set sparse_optimizer.rowwise=true")
     return exp

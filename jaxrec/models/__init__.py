@@ -6,7 +6,10 @@ Contract: `model.apply(variables, batch, train=...) -> logits [B]`, where `varia
 which it hands to its `EmbeddingLayer`s); the trainer fills both. A model that derives
 constants from the training data (GIN's item graph, CiUBM's content vectors) defines
 `from_dataset(dataset, options) -> {field: Frozen(...)}` and lists those fields in
-`DATA_FIELDS`; they are not config keys.
+`DATA_FIELDS`; they are not config keys. Constants that come from a pre-training stage
+(CiUBM's content vectors) are filled by `jaxrec.pretrain` instead, and passed in.
+
+Multi-task models (`jaxrec.models.multitask`) output `[B, T]`; the trainer fills `num_tasks`.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from jaxrec.models.ctr.fscd import FSCD
 from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
 from jaxrec.models.ctr.mim import CiUBM
+from jaxrec.models.multitask import MULTITASK_MODELS
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
-          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM}
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM, **MULTITASK_MODELS}
 
 
 def register(name: str, cls) -> None:
@@ -54,7 +58,10 @@ def build_model(name: str, features: tuple, dataset=None, **kwargs):
     if unknown:
         raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]} for model {name!r}; valid: {sorted(model_options(name))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    if hasattr(MODELS[name], "from_dataset") and not data_fields <= set(kwargs):  # constants not given: derive them
+    if not data_fields <= set(kwargs):  # constants not given: derive them
+        if not hasattr(MODELS[name], "from_dataset"):
+            raise ConfigError(f"model {name!r} needs {sorted(data_fields - set(kwargs))} from a pre-training stage "
+                              f"(jaxrec.pretrain.model_constants)")
         if dataset is None:
             raise ConfigError(f"model {name!r} derives constants from its training data: pass dataset=")
         kwargs.update(MODELS[name].from_dataset(dataset, kwargs))

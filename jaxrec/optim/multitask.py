@@ -212,14 +212,27 @@ def multitask_transform(combine: Combiner, is_shared: Callable[[tuple[str, ...]]
         return MultitaskState(jax.random.PRNGKey(seed))
 
     def update(updates, state, params=None):
-        flat = traverse_util.flatten_dict(updates) if isinstance(updates, dict) else {("",): updates}
-        shared = {p: x for p, x in flat.items() if is_shared(p)}
-        out = {p: jnp.sum(x, axis=0) for p, x in flat.items() if not is_shared(p)}
         rng, key = jax.random.split(state.rng)
-        if shared:
-            g, unravel = jax.vmap(lambda tree: ravel_pytree(tree)[0])(shared), ravel_pytree(jax.tree.map(lambda x: x[0], shared))[1]
-            out.update(unravel(combine(g, key)))
-        result = traverse_util.unflatten_dict(out) if isinstance(updates, dict) else out[("",)]
-        return result, MultitaskState(rng)
+        return combine_tree(updates, combine, is_shared, key), MultitaskState(rng)
 
     return optax.GradientTransformation(init, update)
+
+
+def is_shared(path: tuple[str, ...]) -> bool:
+    """The default split of a model's parameters: True for a path more than one task's output
+    depends on; False under modules named `tower_<t>` or `task_<t>_...` (the convention of
+    `jaxrec.models.multitask`)."""
+    return not any(str(p).startswith(("tower_", "task_")) for p in path)
+
+
+def combine_tree(per_task: Any, combine: Combiner, is_shared: Callable[[tuple[str, ...]], bool], rng: jax.Array) -> Any:
+    """Per-task gradients (a pytree with a leading axis T on every leaf) -> one gradient pytree:
+    the leaves whose path `is_shared` flattened jointly into G `[T, P]` and combined; the others
+    summed over T (`multitask_transform` without its state)."""
+    flat = traverse_util.flatten_dict(per_task) if isinstance(per_task, dict) else {("",): per_task}
+    shared = {p: x for p, x in flat.items() if is_shared(p)}
+    out = {p: jnp.sum(x, axis=0) for p, x in flat.items() if not is_shared(p)}
+    if shared:
+        g, unravel = jax.vmap(lambda tree: ravel_pytree(tree)[0])(shared), ravel_pytree(jax.tree.map(lambda x: x[0], shared))[1]
+        out.update(unravel(combine(g, rng)))
+    return traverse_util.unflatten_dict(out) if isinstance(per_task, dict) else out[("",)]

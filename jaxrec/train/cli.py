@@ -169,7 +169,7 @@ def eval_main(argv: list[str] | None = None) -> dict:
 
     argv = list(sys.argv if argv is None else argv)
     _setup_logging()
-    from jaxrec.train.loop import evaluate_checkpoint, load_config
+    from jaxrec.train.experiment import evaluate_checkpoint, load_config
 
     parser = argparse.ArgumentParser(prog="eval.py", description="Evaluate a checkpoint of a jaxrec workdir.")
     parser.add_argument("--workdir", required=True, help="a workdir written by train.py")

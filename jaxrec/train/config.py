@@ -14,6 +14,7 @@ import inspect
 import ml_collections
 
 from jaxrec.errors import ConfigError
+from jaxrec.train import tasks
 from jaxrec.train.optimizers import OPTIMIZER_DEFAULTS, SPARSE_DEFAULTS
 
 
@@ -23,10 +24,15 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.dataset = ml_collections.ConfigDict({"name": "movielens100k"})
     c.model = ml_collections.ConfigDict({"name": "deepfm"})
-    c.optimizer = ml_collections.ConfigDict(OPTIMIZER_DEFAULTS)
+    # Dense optimizer; with task.name='multitask' also the per-task gradient combiner:
+    # multitask = linear | pcgrad | mgda | cagrad | gradops, alpha = GradOPS's exponent (None: 0).
+    c.optimizer = ml_collections.ConfigDict({**OPTIMIZER_DEFAULTS, **MULTITASK_DEFAULTS})
     # Embedding tables: their own optimizer (the "sparse" side of the TrainState); with
     # rowwise=True only the rows a batch touched are updated (lazy Adam, Adagrad, FTRL ...).
     c.sparse_optimizer = ml_collections.ConfigDict(SPARSE_DEFAULTS)
+    # What is learned (jaxrec.train.tasks): binary CTR, or multitask over labels [N, T]
+    # (names: default the dataset's label names; kinds: binary | regression, default inferred).
+    c.task = ml_collections.ConfigDict(dict(name="binary", names=(), kinds=()))
     c.train = ml_collections.ConfigDict(dict(
         batch_size=1024,
         num_epochs=10,
@@ -59,14 +65,14 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     c.eval_splits = ("valid", "test")
     c.fields = ()                    # () = every feature of the dataset; else the names the model reads (e.g. a selection)
-    # Pre-trained cross features (jaxrec.models.ctr.pcf_gnn.CrossOptions), empty = off, e.g.
+    # Pre-trained cross features (jaxrec.pretrain.cross_features.CrossOptions), empty = off, e.g.
     #   c.cross_features = {'method': 'pcf_gnn', 'pairs': (('user_id', 'genre_first'),)}
     c.cross_features = ml_collections.ConfigDict()
     return c
 
 
-# Validation metrics early stopping can follow, and the direction in which each improves.
-EARLY_STOPPING_METRICS = {"auc": "max", "gauc": "max", "logloss": "min"}
+# The `optimizer` keys that choose the multi-task gradient combiner (jaxrec.train.tasks.combiner).
+MULTITASK_DEFAULTS = {"multitask": "linear", "alpha": None}
 
 
 def _number(section, key: str, where: str) -> float:
@@ -121,15 +127,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("steps_per_call", "checkpoint_every_steps", "divergence_factor"):
         if _number(t, key, "train") < 0:
             raise ConfigError(f"train.{key}={t[key]} must be >= 0 (0 = off / default)")
-    if es.metric not in EARLY_STOPPING_METRICS:
-        raise ConfigError(f"early_stopping.metric={es.metric!r}{_suggest(str(es.metric), list(EARLY_STOPPING_METRICS))}; "
-                          f"expected one of {sorted(EARLY_STOPPING_METRICS)}")
     if es.mode not in ("max", "min"):
         raise ConfigError(f"early_stopping.mode={es.mode!r}: expected 'max' or 'min'")
-    if es.mode != EARLY_STOPPING_METRICS[es.metric]:
-        raise ConfigError(f"early_stopping.metric={es.metric!r} improves when it goes "
-                          f"{'up' if EARLY_STOPPING_METRICS[es.metric] == 'max' else 'down'}: set early_stopping.mode="
-                          f"{EARLY_STOPPING_METRICS[es.metric]!r} (it is {es.mode!r})")
+    if config.task.name == "binary":  # a multi-task metric names a task: checked with the data (tasks.make_task)
+        tasks.check_metric(tasks.BinaryTask(), str(es.metric), str(es.mode))
     if _number(es, "patience", "early_stopping") < 0 or _number(es, "min_delta", "early_stopping") < 0:
         raise ConfigError(f"early_stopping.patience={es.patience} and min_delta={es.min_delta} must be >= 0")
     sections = [("optimizer", config.optimizer), ("sparse_optimizer", config.sparse_optimizer)]

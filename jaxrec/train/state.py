@@ -39,6 +39,8 @@ from flax import traverse_util
 from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
 from jaxrec.embedding.layer import is_stack, stack_of
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
+from jaxrec.losses import binary_cross_entropy
+from jaxrec.optim import multitask
 
 Batch = Mapping[str, jnp.ndarray]
 
@@ -106,9 +108,7 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
 
 
-def bce_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
-    """Mean sigmoid cross-entropy of logits `[B]` against labels `[B]`."""
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+bce_loss = binary_cross_entropy  # the default loss: binary CTR (jaxrec.train.tasks.BinaryTask)
 
 
 def stack_row_grads(tables, lookup_ids, row_grads) -> dict:
@@ -166,11 +166,18 @@ def _context(sharding):
     return sharding.lookups() if sharding is not None else contextlib.nullcontext()
 
 
-def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss) -> Callable:
+def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
+                     combine: Callable | None = None) -> Callable:
     """The gradient half of a train step: `(params, batch, rng) -> (loss, counters, grads)`.
 
     `loss` is `loss_fn` plus any terms the model sows into `AUX_LOSSES` (then also in
     `counters['aux_loss']`).
+
+    Multi-task (`combine`, a `jaxrec.optim.multitask.Combiner`): `loss_fn` returns per-task
+    losses `[T]` (the aux terms are spread evenly over them); their per-task gradients of the
+    shared parameters, dense and tables together (`jaxrec.optim.multitask.is_shared`), are
+    combined by `combine` (its randomness from the step's rng), the towers keep their own
+    task's; the reported loss is the sum over tasks. Needs an optax sparse optimizer.
 
     `grads = (dense, rows)`: `dense` is `{'dense': gradient of the dense params}` plus, with an
     optax sparse optimizer, `'sparse'`: the tables' `[V, D]` gradients; `rows` is, with a
@@ -185,7 +192,7 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
         if not terms:
             return data_loss, sown.get(COUNTERS, {})
         aux = sum(jnp.sum(t) for t in terms)
-        return data_loss + aux, {**sown.get(COUNTERS, {}), "aux_loss": (aux,)}
+        return data_loss + aux / data_loss.size, {**sown.get(COUNTERS, {}), "aux_loss": (aux,)}
 
     def dense_grads(params, batch: Batch, rng):
         def objective(trained):
@@ -193,6 +200,10 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
             return with_aux(loss_fn(logits, batch[LABELS]), sown)
 
         trained = {"dense": params["dense"], "sparse": params["sparse"]}  # not 'vocab'
+        if combine is not None:
+            losses, per_task, counters = multitask.per_task_grads(objective, trained)
+            grads = multitask.combine_tree(per_task, combine, multitask.is_shared, jax.random.fold_in(rng, 1))
+            return jnp.sum(losses), counters, (grads, {})
         (loss, counters), grads = jax.value_and_grad(objective, has_aux=True)(trained)
         return loss, counters, (grads, {})
 
@@ -211,6 +222,8 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
             params["dense"], zeros)
         return loss, counters, ({"dense": g_dense}, stack_row_grads(tables, ids, g_rows))
 
+    if combine is not None and optimizers.rowwise:
+        raise ValueError("multi-task gradient combination needs an optax sparse optimizer (sparse_optimizer.rowwise=False)")
     return row_grads if optimizers.rowwise else dense_grads
 
 
@@ -235,10 +248,10 @@ def make_apply_fn(optimizers: Optimizers, sharding=None, layouts=None, dedup_mod
 
 
 def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable = bce_loss,
-                    sharding=None, layouts=None, dedup_mode: str = "auto") -> Callable:
+                    sharding=None, layouts=None, dedup_mode: str = "auto", combine: Callable | None = None) -> Callable:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`: {'loss': scalar} plus the
     counters embedding layers sow (e.g. 'overflow_ids/<feature>': ids dropped by a batch capacity).
-    It is `make_gradient_fn` followed by `make_apply_fn`.
+    It is `make_gradient_fn` followed by `make_apply_fn` (`combine`: multi-task, see there).
 
     With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
     with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
@@ -252,7 +265,7 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
     if vocabs_of and layouts is None:
         raise ValueError("the model has dynamic-vocabulary features: pass layouts=embedding_layouts(model, batch) "
                          "so rows handed to new ids can be re-initialised")
-    gradient = make_gradient_fn(model, optimizers, loss_fn)
+    gradient = make_gradient_fn(model, optimizers, loss_fn, combine)
     apply = make_apply_fn(optimizers, sharding, layouts, dedup_mode)
 
     def map_vocab_ids(state: TrainState, batch: Batch, rng):

@@ -13,7 +13,7 @@ from jaxrec.data import batching
 from jaxrec.data.movielens import load_movielens_100k
 from jaxrec.train.checkpointing import to_logical
 from jaxrec.train.config import default_config
-from jaxrec.train.loop import build
+from jaxrec.train.experiment import build
 from flax import serialization
 
 assert jax.device_count() == 8, jax.devices()
@@ -134,7 +134,8 @@ with tempfile.TemporaryDirectory() as tmp:
         check(d <= 1e-6, f"restore on {n} device(s): predictions on 1024-row batches == 8-device (max diff {d:.1e})")
 
 # The whole loop on a mesh (prefetch to sharded chunks, eval, best checkpoint), then eval on one device.
-from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate  # noqa: E402
+from jaxrec.train.experiment import evaluate_checkpoint  # noqa: E402
+from jaxrec.train.loop import train_and_evaluate  # noqa: E402
 
 with tempfile.TemporaryDirectory() as tmp:
     c = config((4, 2), True)

@@ -14,7 +14,7 @@ import pytest
 
 from jaxrec.distributed import launch, runtime
 from jaxrec.errors import ConfigError
-from jaxrec.train import loop
+from jaxrec.train import experiment
 from jaxrec.train.cli import apply_overrides, load_config_file
 from tests.distributed import ROOT
 
@@ -48,7 +48,7 @@ def test_two_processes_equal_one(tmp_path, ml100k_dir):
 
     config = load_config_file(str(ROOT / "configs" / "deepfm_rowwise_movielens.py"))
     apply_overrides(config, [f"--config.dataset.data_dir={ml100k_dir}", *OVERRIDES])
-    exp = loop.build(config)
+    exp = experiment.build(config)
     states = [exp.checkpointer(tmp_path / n / "checkpoints").restore(exp.init_state(place=False))[0] for n in ("multi", "single")]
     assert int(states[0].step) == int(states[1].step) == exp.steps_per_epoch
     diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), states[0].params, states[1].params))

@@ -12,7 +12,7 @@ from jaxrec.distributed import simulate, straggler
 from jaxrec.distributed.straggler import Arrival, SpeedModel
 from jaxrec.errors import ConfigError
 from jaxrec.optim import gba
-from jaxrec.train import loop
+from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
 
 
@@ -21,7 +21,7 @@ def _experiment(config, rowwise: bool, batch_size: int):
     config.sparse_optimizer.rowwise = rowwise
     if rowwise:
         config.sparse_optimizer.bias_correction = "row"
-    return loop.build(config)
+    return experiment.build(config)
 
 
 def _close(a, b, atol):

@@ -81,7 +81,9 @@ def test_amtl_by_config_trains_exports_and_warm_starts(small_config, tmp_path):
     """`tables.<t>.amtl` masks that table in every model: the mask starts full (the layer equals
     the plain one), the size penalty joins the loss, train.py exports per-value sizes, and a run
     warm-started from a plain model's workdir starts from its parameters (same predictions)."""
+    from jaxrec.train import experiment
     from jaxrec.train import loop
+    from jaxrec.train import state as state_lib
     from jaxrec.train.state import variables
 
     plain = tmp_path / "plain"
@@ -91,17 +93,17 @@ def test_amtl_by_config_trains_exports_and_warm_starts(small_config, tmp_path):
     cfg = small_config.copy_and_resolve_references()
     cfg.tables = {"item_id": {"amtl": {"size_penalty": 0.5}}, "user_id": {"amtl": {}}}
     cfg.train.init_from = str(plain)
-    exp = loop.build(cfg)
+    exp = experiment.build(cfg)
     assert exp.amtl["item_id"].size_penalty == 0.5 and exp.amtl["user_id"].size_penalty == 1e-2
     state = exp.init_state()
-    warm = loop.warm_start(exp, state.params, plain)
-    ref = loop.build(small_config)
+    warm = experiment.warm_start(exp, state.params, plain)
+    ref = experiment.build(small_config)
     ref_params, _ = ref.checkpointer(plain / "best", keep=1).restore(ref.init_state().params)
     batch = {k: v[:64] for k, v in exp.dataset.columns("test").items()}
     np.testing.assert_allclose(exp.model.apply(variables(warm), batch), ref.model.apply(variables(ref_params), batch),
                                rtol=1e-5, atol=1e-6)  # start='full': the masks are the identity
 
-    step = jax.jit(loop.state_lib.make_train_step(exp.model, exp.optimizers))
+    step = jax.jit(state_lib.make_train_step(exp.model, exp.optimizers))
     _, metrics = step(state.replace(params=warm), {k: v[:256] for k, v in exp.dataset.columns("train").items()})
     assert 0.0 < float(metrics["aux_loss"]) <= 0.5 + 1e-2  # E[size] / D <= 1 per table, times lambda
 
@@ -121,7 +123,7 @@ def test_bad_amtl_options_name_the_key(small_config, tmp_path):
 
     small_config.tables = {"item_id": {"amtl": {"penalty": 0.1}}}
     with pytest.raises(ConfigError, match=r"tables.item_id: unknown amtl option\(s\) \['penalty'\]"):
-        loop.build(small_config)
+        experiment.build(small_config)
     small_config.train.init_from = "/nonexistent"
     small_config.tables = {"item_id": {"amtl": {}}}
     with pytest.raises(ConfigError, match="train.init_from='/nonexistent'"):

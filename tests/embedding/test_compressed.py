@@ -106,9 +106,9 @@ def test_layer_reads_compressed_tables_by_config(small_config):
     sum_r 2^l_r rows and still trains (row-wise updates included)."""
     from jaxrec.embedding import EmbeddingLayer
     from jaxrec.embedding.specs import TableOptions
-    from jaxrec.train import loop
+    from jaxrec.train import experiment
 
-    exp = loop.build(small_config)
+    exp = experiment.build(small_config)
     feats = exp.dataset.features
     batch = {k: v[:32] for k, v in exp.dataset.columns("train").items()}
     plain = EmbeddingLayer(feats, 8)
@@ -119,7 +119,7 @@ def test_layer_reads_compressed_tables_by_config(small_config):
     small_config.tables = {"item_id": {"compression": {"kind": "binary_code", "num_blocks": 4}}}
     small_config.sparse_optimizer.rowwise = True
     small_config.train.num_epochs = 1
-    exp = loop.build(small_config)
+    exp = experiment.build(small_config)
     item = next(t for t in exp.model.tables if t[0] == "item_id")
     layer = EmbeddingLayer(feats, 8, tables=(item,))
     spec = next(t for t in layer.specs[0] if t.name == "item_id")
@@ -128,12 +128,11 @@ def test_layer_reads_compressed_tables_by_config(small_config):
     chunk = {k: v[:20 * 1024].reshape((20, 1024) + v.shape[1:]) for k, v in exp.dataset.columns("train").items()}
     state, out = exp.train_steps(state, chunk)
     assert np.all(np.isfinite(np.asarray(out["loss"]))) and float(out["loss"][-1]) < float(out["loss"][0])
-    assert loop.evaluate(exp, state.params, "valid")["auc"] > 0.65
+    assert experiment.evaluate(exp, state.params, "valid")["auc"] > 0.65
 
 
 def test_bad_compression_config_names_the_table(small_config):
-    from jaxrec.train import loop
 
     small_config.tables = {"item_id": {"compression": {"kind": "binary_code", "blocks": 4}}}
     with pytest.raises(ValueError, match="tables.item_id.compression"):
-        loop.build(small_config)
+        experiment.build(small_config)

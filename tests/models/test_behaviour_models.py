@@ -108,7 +108,7 @@ def test_gin_graph_comes_from_the_train_split_only(history):
 
 
 def test_info_nce_by_hand():
-    from jaxrec.models.ctr.mim import info_nce
+    from jaxrec.pretrain.content_encoder import info_nce
 
     q = jnp.array([[1.0, 0.0], [0.0, 2.0]])
     k = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
@@ -125,7 +125,7 @@ def test_content_fine_tuning_and_frozen_content(history):
     import dataclasses
 
     from jaxrec.models import build_model
-    from jaxrec.models.ctr.mim import ContentOptions, behaviour_pairs, train_content_encoder
+    from jaxrec.pretrain.content_encoder import ContentOptions, behaviour_pairs, train_content_encoder
     from jaxrec.models.frozen import Frozen
 
     train = history.splits["train"]

@@ -31,6 +31,7 @@ def test_relaxed_gates_saturate_and_follow_delta():
 
 def test_training_keeps_informative_fields_and_drops_noise(tmp_path):
     from jaxrec.data.synthetic import load_synthetic
+    from jaxrec.train import experiment
     from jaxrec.train import loop
     from jaxrec.train.config import default_config
 
@@ -48,7 +49,7 @@ def test_training_keeps_informative_fields_and_drops_noise(tmp_path):
     c.optimizer.lr = 1e-2
     c.train.update(num_epochs=12, batch_size=512, progress_bar=False)
     c.early_stopping.patience = 0
-    exp = loop.build(c, data)
+    exp = experiment.build(c, data)
     result = loop.train_and_evaluate(c, tmp_path, dataset=data)
     params, _ = exp.checkpointer(tmp_path / "checkpoints").restore(exp.init_state(place=False))
     delta = keep_probabilities(params.params["dense"])

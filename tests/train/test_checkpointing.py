@@ -8,7 +8,7 @@ import orbax.checkpoint as ocp
 
 from jaxrec.data import batching
 from jaxrec.train.checkpointing import Checkpointer
-from jaxrec.train.loop import build
+from jaxrec.train.experiment import build
 
 
 def trained(config, dataset, steps=4):

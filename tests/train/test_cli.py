@@ -131,7 +131,8 @@ def test_eval_of_a_workdir_without_checkpoints_or_with_a_broken_config(tmp_path,
     # Before: FileNotFoundError from the checkpointer (best/ or checkpoints/ missing), a JSONDecodeError for a
     # damaged config.json, a ValueError for which='newest'; a --workdir that is a file was a FileExistsError.
     from jaxrec.errors import ConfigError, DataError
-    from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate
+    from jaxrec.train.experiment import evaluate_checkpoint
+    from jaxrec.train.loop import train_and_evaluate
 
     (tmp_path / "config.json").write_text(small_config.to_json())
     with pytest.raises(DataError, match=r"best: no checkpoint \(the run ended before its first epoch.*try --checkpoint latest"):

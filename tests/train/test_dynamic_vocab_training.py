@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxrec.data.movielens import load_movielens_100k
-from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate
+from jaxrec.train.experiment import evaluate_checkpoint
+from jaxrec.train.loop import train_and_evaluate
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import pytest
 
 from jaxrec.errors import TrainingDiverged
 from jaxrec.train.checkpointing import Checkpointer
-from jaxrec.train.loop import evaluate_checkpoint, train_and_evaluate
+from jaxrec.train.experiment import evaluate_checkpoint
+from jaxrec.train.loop import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from jaxrec.data import batching
 from jaxrec.embedding import StackLayout
-from jaxrec.train.loop import build
+from jaxrec.train.experiment import build
 
 
 def two_runs(small_config, movielens, name, steps=3):

@@ -14,7 +14,8 @@ from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, WorkdirConf
 from jaxrec.train import workdir as workdir_lib
 from jaxrec.train.checkpointing import MANIFEST, Checkpointer
 from jaxrec.train.config import validate
-from jaxrec.train.loop import divergence, steps_per_call, train_and_evaluate
+from jaxrec.train.experiment import steps_per_call
+from jaxrec.train.loop import divergence, train_and_evaluate
 
 
 def _same(a: dict, b: dict) -> None:
@@ -103,7 +104,7 @@ def test_every_checkpoint_damaged_is_a_clear_error(reference, tmp_path, movielen
 
 
 def test_best_checkpoint_damage_is_named_at_eval(reference, tmp_path, movielens):
-    from jaxrec.train.loop import evaluate_checkpoint
+    from jaxrec.train.experiment import evaluate_checkpoint
 
     _, work, _ = _copy(reference, tmp_path)
     best = next(p for p in (work / "best" / "1").rglob("*") if p.is_file() and p.name != MANIFEST and p.stat().st_size > 100)
@@ -248,7 +249,7 @@ def test_eval_encodes_with_the_vocabularies_saved_at_training(tmp_path):
     # Before: eval.py refit the vocabularies from the train file: a changed file changed test AUC.
     from jaxrec.train.cli import apply_overrides, load_config_file
     from jaxrec.train.config import build_dataset
-    from jaxrec.train.loop import evaluate_checkpoint
+    from jaxrec.train.experiment import evaluate_checkpoint
     from tests.conftest import ROOT
 
     for name, n, seed in (("train", 2400, 0), ("valid", 300, 1), ("test", 300, 2)):

@@ -10,7 +10,7 @@ from jaxrec.embedding import EmbeddingLayer
 from jaxrec.embedding.layer import group_stacks
 from jaxrec.embedding.specs import TableOptions, TableSpec
 from jaxrec.errors import ConfigError
-from jaxrec.train.loop import build
+from jaxrec.train.experiment import build
 
 
 def test_stacks_group_tables_by_optimizer_and_sharding():

@@ -12,13 +12,8 @@ from __future__ import annotations
 from jaxrec.models.multitask.mmoe import MMoE
 from jaxrec.models.multitask.ple import PLE
 from jaxrec.models.multitask.shared_bottom import SharedBottom
+from jaxrec.optim.multitask import is_shared  # the naming convention above, read by the gradient combiners
 
 MULTITASK_MODELS = {"shared_bottom": SharedBottom, "mmoe": MMoE, "ple": PLE}
-
-
-def is_shared(path: tuple[str, ...]) -> bool:
-    """True for a parameter path more than one task's output depends on (module docstring)."""
-    return not any(str(p).startswith(("tower_", "task_")) for p in path)
-
 
 __all__ = ["MMoE", "PLE", "SharedBottom", "MULTITASK_MODELS", "is_shared"]

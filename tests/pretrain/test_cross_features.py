@@ -9,7 +9,7 @@ import pytest
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.data.features import Categorical
 from jaxrec.errors import ConfigError
-from jaxrec.models.ctr.pcf_gnn import CrossOptions, add_cross_features, node_offsets, pair_stats, pretrain
+from jaxrec.pretrain.cross_features import CrossOptions, add_cross_features, node_offsets, pair_stats, pretrain
 
 
 def toy(labels, a, b, test_a, test_b):

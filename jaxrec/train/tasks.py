@@ -1,0 +1,193 @@
+"""Tasks: what differs between model families when they train through the one loop.
+
+A task owns how labels are read and checked, the loss, how per-task gradients become one
+(multi-task), the metrics of a split and the direction each improves in. Everything else
+(the loop, checkpoints and resume, early stopping on validation, TensorBoard, the progress
+bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
+
+  binary     labels `[N]` in {0, 1}, outputs logits `[B]`; loss mean sigmoid cross-entropy;
+             metrics AUC, logloss, GAUC (with a group key) and counts.
+  multitask  labels `[N, T]`, outputs `[B, T]` (a logit per binary task, a value per
+             regression task); losses `[T]` (BCE or squared error per task, mean over the
+             batch); the per-task gradients of the shared parameters `G [T, P]` are combined
+             by `optimizer.multitask` (linear, pcgrad, mgda, cagrad, gradops with
+             `optimizer.alpha`; `jaxrec.optim.multitask`); metrics `<task>/<metric>`.
+
+Config: `task.name` ('binary' | 'multitask'); for multi-task, `task.names` (default: the
+dataset's label names) and `task.kinds` ('binary' | 'regression' per task; default: 'binary'
+for a column whose train labels are all 0 or 1, else 'regression'). Early stopping names a
+metric of the task, e.g. `early_stopping.metric='like/auc'`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxrec.data.dataset import LABELS, Dataset
+from jaxrec.errors import ConfigError, DataError
+from jaxrec.losses import binary_cross_entropy, squared_error
+from jaxrec.optim import multitask as mt
+from jaxrec.train import metrics as metrics_lib
+
+# Metrics early stopping can follow and the direction each improves in.
+METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min"}
+BINARY_METRICS = ("auc", "gauc", "logloss")
+TASK_KINDS = ("binary", "regression")
+COMBINERS = tuple(mt.COMBINERS)
+
+
+def _suggest(value: str, valid: Sequence[str]) -> str:
+    hint = difflib.get_close_matches(value, list(valid), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryTask:
+    """Binary CTR: one logit per row (module docstring)."""
+
+    name: str = "binary"
+    combine: Callable | None = None  # one loss: its gradient is the update direction
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return BINARY_METRICS
+
+    def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        """Mean sigmoid cross-entropy of logits `[B]` against labels `[B]`."""
+        return binary_cross_entropy(outputs, labels)
+
+    def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
+        """Exact metrics of a whole split (`jaxrec.train.metrics.binary_metrics`)."""
+        return metrics_lib.binary_metrics(labels, outputs, groups)
+
+    def check(self, dataset: Dataset, metric: str) -> None:
+        """Labels are `[N]`; the valid split can rank: it has both classes."""
+        labels = dataset.splits["train"][LABELS]
+        if labels.ndim != 1:
+            raise ConfigError(f"dataset {dataset.name!r} has {labels.shape[1]} label columns: task.name='binary' reads one; "
+                              f"set task.name='multitask' (and a multi-task model), or keep one label")
+        valid = _valid_labels(dataset)
+        if metric == "gauc" and not dataset.group_key:
+            raise ConfigError(f"early_stopping.metric='gauc' needs a group key, which dataset {dataset.name!r} has none of "
+                              f"(dataset.group_key); use 'auc' or 'logloss'")
+        if metric in ("auc", "gauc") and valid.min() == valid.max():
+            raise DataError(f"the valid split of {dataset.name!r} has only label {valid[0]:g} ({len(valid):,} rows): "
+                            f"early_stopping.metric={metric!r} is undefined on it; change the split or the data")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiTask:
+    """T tasks over one model with outputs `[B, T]` (module docstring)."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    combine: Callable  # mt.Combiner: (G [T, P], rng) -> update [P]
+    name: str = "multitask"
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(f"{n}/{m}" for n, k in zip(self.names, self.kinds)
+                     for m in (("auc", "logloss") if k == "binary" else ("mse",)))
+
+    def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        """Per-task mean losses `[T]` of outputs / labels `[B, T]`: BCE ('binary') or squared error."""
+        binary = jnp.asarray([k == "binary" for k in self.kinds])
+        return jnp.where(binary, binary_cross_entropy(outputs, labels, axis=0), squared_error(outputs, labels, axis=0))
+
+    def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
+        """`{'<task>/auc', '<task>/logloss', ('<task>/gauc')}` per binary task, `{'<task>/mse'}` per regression one."""
+        out = {}
+        for t, (n, k) in enumerate(zip(self.names, self.kinds)):
+            y, z = labels[:, t], outputs[:, t]
+            if k == "binary":
+                out.update({f"{n}/{m}": v for m, v in metrics_lib.binary_metrics(y, z, groups).items()
+                            if m in ("auc", "logloss", "gauc", "positive_rate")})
+            else:
+                out[f"{n}/mse"] = float(np.mean((np.asarray(z, np.float64) - y) ** 2))
+        out["count"] = int(len(labels))
+        return out
+
+    def check(self, dataset: Dataset, metric: str) -> None:
+        """Labels are `[N, T]` with T = len(names); binary tasks hold only 0/1."""
+        labels = dataset.splits["train"][LABELS]
+        if labels.ndim != 2 or labels.shape[1] != len(self.names):
+            raise ConfigError(f"task.names={self.names}: dataset {dataset.name!r} has labels of shape {labels.shape[1:]} "
+                              f"(one column per task expected)")
+        for t, (n, k) in enumerate(zip(self.names, self.kinds)):
+            bad = ~np.isin(labels[:, t], (0.0, 1.0))
+            if k == "binary" and bad.any():
+                raise DataError(f"task {n!r} is 'binary' but its train labels hold {labels[np.argmax(bad), t]:g} "
+                                f"(set task.kinds, e.g. 'regression')")
+        valid = _valid_labels(dataset)
+        task, _, m = metric.partition("/")
+        if m in ("auc", "gauc"):
+            column = valid[:, self.names.index(task)]
+            if column.min() == column.max():
+                raise DataError(f"the valid split of {dataset.name!r} has only label {column[0]:g} for task {task!r}: "
+                                f"early_stopping.metric={metric!r} is undefined on it")
+
+
+Task = BinaryTask | MultiTask
+
+
+def _valid_labels(dataset: Dataset) -> np.ndarray:
+    labels = np.asarray(dataset.splits["valid"][LABELS]) if "valid" in dataset.splits else None
+    if labels is None or not len(labels):
+        raise DataError(f"dataset {dataset.name!r} has no valid rows: early stopping and model selection need a valid split")
+    return labels
+
+
+def combiner(optimizer: ml_collections.ConfigDict) -> Callable:
+    """The multi-task gradient combiner of `optimizer.multitask` (with `optimizer.alpha` for gradops)."""
+    name, alpha = optimizer.get("multitask", "linear"), optimizer.get("alpha")
+    if name not in COMBINERS:
+        raise ConfigError(f"optimizer.multitask={name!r}{_suggest(str(name), COMBINERS)}; expected one of {list(COMBINERS)}")
+    if alpha is not None and name != "gradops":
+        raise ConfigError(f"optimizer.alpha={alpha} is GradOPS's weighting exponent: it needs optimizer.multitask='gradops' "
+                          f"(it is {name!r})")
+    return mt.make_combiner(name, **({"alpha": float(alpha)} if alpha is not None else {}))
+
+
+def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
+    """The task of `config.task` over `dataset`, checked against its labels and `early_stopping.metric`."""
+    t, metric = config.task, str(config.early_stopping.metric)
+    if t.name == "binary":
+        if config.optimizer.get("multitask", "linear") != "linear" or config.optimizer.get("alpha") is not None:
+            raise ConfigError("optimizer.multitask / optimizer.alpha combine several tasks' gradients: they need "
+                              "task.name='multitask'")
+        task = BinaryTask()
+    elif t.name == "multitask":
+        labels = dataset.splits["train"][LABELS]
+        count = labels.shape[1] if labels.ndim == 2 else 1
+        names = tuple(t.names) or tuple(dataset.label_names) or tuple(f"task_{i}" for i in range(count))
+        kinds = tuple(t.kinds) or tuple("binary" if np.isin(labels[:, i], (0.0, 1.0)).all() else "regression"
+                                        for i in range(count)) if labels.ndim == 2 else ("binary",)
+        if len(kinds) != len(names) or len(set(names)) != len(names):
+            raise ConfigError(f"task.names={names} and task.kinds={kinds}: one distinct name and one kind per task")
+        for k in kinds:
+            if k not in TASK_KINDS:
+                raise ConfigError(f"task.kinds contains {k!r}: expected one of {TASK_KINDS}")
+        task = MultiTask(names, kinds, combiner(config.optimizer))
+    else:
+        raise ConfigError(f"task.name={t.name!r}{_suggest(str(t.name), ('binary', 'multitask'))}; expected 'binary' or 'multitask'")
+    check_metric(task, metric, str(config.early_stopping.mode))
+    task.check(dataset, metric)
+    return task
+
+
+def check_metric(task: Task, metric: str, mode: str) -> None:
+    """`early_stopping.metric` is one of the task's metrics and `mode` is the way it improves."""
+    valid = task.metric_names
+    if metric not in valid:
+        raise ConfigError(f"early_stopping.metric={metric!r}{_suggest(metric, valid)}; expected one of {sorted(valid)}")
+    want = METRIC_MODES[metric.rsplit("/", 1)[-1]]
+    if mode != want:
+        raise ConfigError(f"early_stopping.metric={metric!r} improves when it goes {'up' if want == 'max' else 'down'}: "
+                          f"set early_stopping.mode={want!r} (it is {mode!r})")
