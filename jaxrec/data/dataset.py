@@ -33,9 +33,12 @@ class Dataset:
       numeric_counts: split -> numeric feature -> {'missing', 'nan', 'inf'}: how many raw values
         encoded as missing, by cause (`jaxrec.data.encoding.numeric_counts`); empty where a
         reader does not count. `summary()` reports the non-zero ones.
-      fitted: what the loader fitted on the train split (vocabularies), or None for a loader
-        that fits nothing; save it with `jaxrec.data.fitted.save_fitted` and pass it back as
-        the loader's `fitted=` to encode other data exactly as this dataset was.
+      fitted: what the loader fitted on the train split (vocabularies, numeric quantile
+        boundaries, mean / std), or None for a loader that fits nothing; save it with
+        `jaxrec.data.fitted.save_fitted` and pass it back as the loader's `fitted=` to encode
+        other data exactly as this dataset was.
+      label_names: the label column of each task where the loader knows it: labels `[N, T]`
+        have column t from `label_names[t]`; one name for labels `[N]`; () if unknown.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Dataset:
     side: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     numeric_counts: Mapping[str, Mapping[str, Mapping[str, int]]] = dataclasses.field(default_factory=dict)
     fitted: Fitted | None = None
+    label_names: tuple[str, ...] = ()
 
     def num_rows(self, split: str) -> int:
         return len(self.splits[split][LABELS])
@@ -76,8 +80,13 @@ class Dataset:
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
-        pos = float(np.mean(self.splits["train"][LABELS]))
-        return f"{self.name}: {sizes}; {len(self.features)} features; train positive rate {pos:.3f}{self._missing_summary()}"
+        y = np.asarray(self.splits["train"][LABELS])
+        if y.ndim == 1:
+            rate = f"train positive rate {float(np.mean(y)):.3f}"
+        else:  # [N, T]: one rate per task
+            names = self.label_names if len(self.label_names) == y.shape[1] else [str(t) for t in range(y.shape[1])]
+            rate = "train positive rates " + ", ".join(f"{n} {float(m):.3f}" for n, m in zip(names, np.mean(y, axis=0)))
+        return f"{self.name}: {sizes}; {len(self.features)} features; {rate}{self._missing_summary()}"
 
     def _missing_summary(self) -> str:
         """'; treated as missing: price 3 NaN, 1 inf, 2 empty (train 2/1/2, valid 1/0/0, test 0/0/0 NaN/inf/empty)'."""
