@@ -139,12 +139,19 @@ class Numeric:
     def is_sparse(self) -> bool:
         return self.boundaries is not None or self.quantiles is not None
 
+    def __repr__(self) -> str:
+        # quantiles / mean / std only where set, so a spec without them reads (and, in a workdir's
+        # data identity, hashes) as before they existed.
+        shown = [f for f in dataclasses.fields(self) if f.name not in _LATER or getattr(self, f.name) is not None]
+        return f"Numeric({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
     @property
     def needs_fit(self) -> bool:
         """True while a value fitted on the train split (quantile boundaries, mean / std) is unset."""
         return (self.quantiles is not None and self.boundaries is None) or (self.transform == "standardize" and self.mean is None)
 
 
+_LATER = ("quantiles", "mean", "std")  # Numeric fields added in issue 19
 Feature = Union[Categorical, Sequence, Numeric]
 KINDS = {"categorical": Categorical, "sequence": Sequence, "numeric": Numeric}
 

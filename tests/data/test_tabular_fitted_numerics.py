@@ -150,3 +150,13 @@ def test_data_errors_name_the_file_row_and_column(tmp_path):
     assert 37 in train_rows and list(train_rows).index(37) != 37
     with pytest.raises(DataError, match=r"p\.parquet: row 37 \(0-based\): feature 'x' \(column 'x'\) expects a number, got 'cheap'"):
         load_tabular(str(tmp_path / "p.parquet"), label="click", features=[QUANTILES])
+
+
+def test_specs_without_the_new_fields_repr_as_before():
+    # A workdir's data identity hashes repr(features): a numeric spec that sets none of quantiles / mean /
+    # std must read exactly as before they existed, or every older workdir would be "other data".
+    from jaxrec.data.features import Numeric
+
+    assert repr(Numeric("age", transform="log1p", boundaries=(18.0, 30.0))) == \
+        "Numeric(name='age', column=None, transform='log1p', fill_value=0.0, boundaries=(18.0, 30.0))"
+    assert repr(Numeric("y", transform="standardize", mean=5.0, std=2.0)).endswith("boundaries=None, mean=5.0, std=2.0)")

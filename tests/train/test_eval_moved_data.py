@@ -45,7 +45,13 @@ def test_moved_files_are_re_pointed_at_eval_and_rerun(tmp_path, capsys):
     config = load_config_file(str(ROOT / "configs/deepfm_csv.py"))
     apply_overrides(config, _paths(old) + ["--config.train.batch_size=200", "--config.train.num_epochs=1",
                                            "--config.model.hidden=(8,)", "--config.train.progress_bar=false"])
+    # Fitted numerics train end to end and eval.py re-applies the saved boundaries / mean and std.
+    config.dataset.features = list(config.dataset.features)[:4] + [
+        {"type": "numeric", "name": "price_q", "column": "price", "buckets": {"quantiles": 5}},
+        {"type": "numeric", "name": "price_z", "column": "price", "transform": "standardize"}]
     result = train_and_evaluate(config, workdir)
+    fitted = {f["name"]: f for f in json.loads((workdir / "fitted.json").read_text())["features"]}
+    assert len(fitted["price_q"]["boundaries"]) == 4 and fitted["price_z"]["std"] > 0
     shutil.move(old, new)  # the data moves
 
     err = _eval_fails(["--workdir", str(workdir)], capsys)
