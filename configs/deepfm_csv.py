@@ -5,7 +5,9 @@
 
 Edit `features` to describe your columns: 'categorical' (vocabulary from the train split,
 or encoding='hash' with hash_buckets), 'sequence' (separator-joined lists, max_len),
-'numeric' (floats, optional transform and bucket boundaries). See jaxrec/data/features.py.
+'numeric' (floats; transform 'log1p' | 'log_square' | 'standardize', bucket `boundaries`,
+or `buckets={'quantiles': 10}` fitted on the train split). The label column holds 0 / 1, or
+text with `--config.dataset.positive=yes`. See jaxrec/data/tabular.py and jaxrec/data/features.py.
 """
 
 from jaxrec.train.config import default_config

@@ -33,11 +33,12 @@ class Dataset:
       numeric_counts: split -> numeric feature -> {'missing', 'nan', 'inf'}: how many raw values
         encoded as missing, by cause (`jaxrec.data.encoding.numeric_counts`); empty where a
         reader does not count. `summary()` reports the non-zero ones.
-      fitted: what the loader fitted on the train split (vocabularies), or None for a loader
-        that fits nothing; save it with `jaxrec.data.fitted.save_fitted` and pass it back as
-        the loader's `fitted=` to encode other data exactly as this dataset was.
-      label_names: names of the label columns of `[N, T]` labels, in order (multi-task
-        metrics are named after them); empty for one label or where a loader names none.
+      fitted: what the loader fitted on the train split (vocabularies, numeric quantile
+        boundaries, mean / std), or None for a loader that fits nothing; save it with
+        `jaxrec.data.fitted.save_fitted` and pass it back as the loader's `fitted=` to encode
+        other data exactly as this dataset was.
+      label_names: the label column of each task where the loader knows it: labels `[N, T]`
+        have column t from `label_names[t]`; one name for labels `[N]`; () if unknown.
     """
 
     name: str
@@ -79,13 +80,13 @@ class Dataset:
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
-        labels = np.asarray(self.splits["train"][LABELS])
-        if labels.ndim == 1:
-            rates = f"train positive rate {float(np.mean(labels)):.3f}"
-        else:
-            names = self.label_names or tuple(f"task_{i}" for i in range(labels.shape[1]))
-            rates = "train label means " + ", ".join(f"{n} {m:.3f}" for n, m in zip(names, labels.mean(axis=0)))
-        return f"{self.name}: {sizes}; {len(self.features)} features; {rates}{self._missing_summary()}"
+        y = np.asarray(self.splits["train"][LABELS])
+        if y.ndim == 1:
+            rate = f"train positive rate {float(np.mean(y)):.3f}"
+        else:  # [N, T]: one rate per task
+            names = self.label_names if len(self.label_names) == y.shape[1] else [str(t) for t in range(y.shape[1])]
+            rate = "train positive rates " + ", ".join(f"{n} {float(m):.3f}" for n, m in zip(names, np.mean(y, axis=0)))
+        return f"{self.name}: {sizes}; {len(self.features)} features; {rate}{self._missing_summary()}"
 
     def _missing_summary(self) -> str:
         """'; treated as missing: price 3 NaN, 1 inf, 2 empty (train 2/1/2, valid 1/0/0, test 0/0/0 NaN/inf/empty)'."""

@@ -1,8 +1,8 @@
 """Turns raw columns into the id / float arrays a model eats, as the feature specs say.
 
-`fit(features, train_columns)` learns vocabularies on the train split only and returns the
-specs with `vocab_size` resolved; `encode(features, vocabs, columns)` applies them to any
-split. Both work on numpy column dicts, so every reader (MovieLens, Criteo, CSV/Parquet)
+`fit(features, train_columns)` learns vocabularies, numeric quantile boundaries and mean / std
+on the train split only and returns the specs with them resolved; `encode(features, vocabs,
+columns)` applies them to any split. Both work on numpy column dicts, so every reader (MovieLens, Criteo, CSV/Parquet)
 shares them. Hashing is stable across runs and machines (splitmix64 for integers, BLAKE2b
 for strings), never Python's salted `hash`.
 """
@@ -222,21 +222,28 @@ def _column(columns: Mapping[str, np.ndarray], feature: Feature) -> np.ndarray:
     return np.asarray(columns[feature.source])
 
 
-def fit(features: tuple[Feature, ...], train: Mapping[str, np.ndarray]) -> tuple[tuple[Feature, ...], dict[str, np.ndarray]]:
-    """Learns vocabularies from the train split.
+def fit(features: tuple[Feature, ...], train: Mapping[str, np.ndarray], where: RowLocator | None = None,
+        origin: str = "the train split") -> tuple[tuple[Feature, ...], dict[str, np.ndarray]]:
+    """Learns vocabularies, and the numeric features' quantile boundaries and mean / std, from the train split.
 
     Args:
       features: specs, `vocab_size` possibly unresolved.
       train: raw train columns, each `[N]`.
+      where: names train row i in errors (e.g. "clicks.csv:17").
+      origin: names the train data in errors (e.g. its file).
     Returns:
-      (features with `vocab_size` set, {feature name: sorted vocabulary array}); vocab
-      id of `vocab[k]` is `k + 1`, id 0 is out-of-vocabulary.
+      (features with `vocab_size` set, and for numeric ones `boundaries` (from `quantiles`) and
+      `mean` / `std` (transform='standardize') as `fit_numeric` computes them; {feature name:
+      sorted vocabulary array}); vocab id of `vocab[k]` is `k + 1`, id 0 is out-of-vocabulary.
+    Raises:
+      DataError: a numeric feature to fit has no finite train value (naming `origin`, feature and
+        column), or a non-number (naming the row).
     """
     resolved, vocabs = [], {}
     for f in features:
         _check(f)
         if isinstance(f, Numeric):
-            resolved.append(f)
+            resolved.append(fit_numeric(f, _column(train, f), where or _default_where, origin) if f.needs_fit else f)
             continue
         if f.encoding == "vocab":
             raw = _column(train, f)
@@ -249,7 +256,34 @@ def fit(features: tuple[Feature, ...], train: Mapping[str, np.ndarray]) -> tuple
     return tuple(resolved), vocabs
 
 
-def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
+def fit_numeric(f: Numeric, raw: np.ndarray, where: RowLocator | None = None, origin: str = "the train split") -> Numeric:
+    """The spec `f` with its train-fitted values set, from its raw train column `[N]`.
+
+    Let v be the finite train values after 'log1p' / 'log_square' (missing ones left out).
+    transform='standardize' (mean unset): mean = mean(v), std = sqrt(mean((v - mean)^2)) (1.0 if
+    that is 0). quantiles=q (boundaries unset): boundaries = the distinct values, ascending, of
+    `numpy.quantile(v', [k / q for k = 1..q-1])` (linear interpolation), v' = v standardized if
+    the transform is 'standardize'. E.g. v = 1..10, q = 4: (3.25, 5.5, 7.75).
+    """
+    x, missing = _numeric_values(f, raw, where or _default_where)
+    v = x[~missing]
+    if len(v) == 0:
+        raise DataError(f"{origin}: numeric feature {f.name!r} (column {f.source!r}) has no finite value in the train split "
+                        f"to fit {'quantile buckets' if f.quantiles is not None else 'the standardization'} on")
+    if f.transform == "standardize" and f.mean is None:
+        mean, std = float(np.mean(v)), float(np.std(v))
+        f = dataclasses.replace(f, mean=mean, std=std if std > 0 else 1.0)
+    if f.quantiles is not None and f.boundaries is None:
+        if f.transform == "standardize":
+            v = (v - f.mean) / f.std
+        cuts = np.quantile(v, np.arange(1, f.quantiles) / f.quantiles)
+        f = dataclasses.replace(f, boundaries=tuple(float(b) for b in np.unique(cuts)))
+    return f
+
+
+def _numeric_values(f: Numeric, raw: np.ndarray, where: RowLocator) -> tuple[np.ndarray, np.ndarray]:
+    """Raw numeric column `[N]` -> (float64 values `[N]` after 'log1p' / 'log_square' (not 'standardize'),
+    missing mask `[N]`: empty, NaN or +-inf; those values are 0)."""
     if raw.dtype.kind in "OUS":
         raw = np.array([np.nan if v is None or v == "" else v for v in raw.tolist()], dtype=object)
     try:
@@ -259,7 +293,7 @@ def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
             try:
                 float("nan" if v in (None, "") else v)
             except ValueError:
-                raise DataError(f"{where(i)}: feature {f.name!r} expects a number, got {v!r}") from None
+                raise DataError(f"{where(i)}: feature {f.name!r} (column {f.source!r}) expects a number, got {v!r}") from None
         raise
     missing = ~np.isfinite(x)
     x = np.where(missing, 0.0, x)
@@ -267,6 +301,16 @@ def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
         x = np.log1p(np.maximum(x, 0.0))
     elif f.transform == "log_square":
         x = np.where(x > 2, np.floor(np.log(np.maximum(x, 1.0)) ** 2), x)
+    return x, missing
+
+
+def _numeric(f: Numeric, raw: np.ndarray, where: RowLocator) -> np.ndarray:
+    """Raw column `[N]` -> float32 `[N]` (missing: `fill_value`), or with boundaries int32 bucket ids `[N]` (missing: 0)."""
+    if f.needs_fit:
+        raise DataError(f"feature {f.name!r}: quantile boundaries / mean and std are not fitted yet (encoding.fit fits them)")
+    x, missing = _numeric_values(f, raw, where)
+    if f.transform == "standardize":
+        x = (x - f.mean) / f.std
     if f.boundaries is not None:
         ids = np.digitize(x, np.asarray(f.boundaries)) + 1
         return np.where(missing, 0, ids).astype(np.int32)
@@ -365,19 +409,20 @@ def pack_sequences(flat: np.ndarray, counts: np.ndarray, max_len: int, truncate:
     return padded.astype(np.int32), lengths.astype(np.int32)
 
 
-def check_binary_labels(labels: np.ndarray, where: RowLocator | None = None, field: str = "label") -> np.ndarray:
-    """Validates labels `[N]` are in {0, 1}; returns float32 `[N]`. Errors name the first bad row."""
+def check_binary_labels(labels: np.ndarray, where: RowLocator | None = None, field: str = "label", hint: str = "") -> np.ndarray:
+    """Validates labels `[N]` are in {0, 1}; returns float32 `[N]`. Errors name the first bad row
+    (`where(i)`), `field` and the value, and end with `hint`."""
     where = where or _default_where
     try:
         y = np.asarray(labels, dtype=np.float64)
     except (TypeError, ValueError):  # e.g. a Parquet label column of strings 'yes' / 'no'
         values = np.asarray(labels, dtype=object).tolist()
         i = next(i for i, v in enumerate(values) if not _is_number(v))
-        raise DataError(f"{where(i)}: {field} = {values[i]!r} is not in {{0, 1}} (the label column must hold numbers)") from None
+        raise DataError(f"{where(i)}: {field} = {values[i]!r} is not in {{0, 1}} (the label column must hold numbers){hint}") from None
     bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{where(i)}: {field} = {np.asarray(labels)[i].item()!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all)")
+        raise DataError(f"{where(i)}: {field} = {np.asarray(labels)[i].item()!r} is not in {{0, 1}} ({len(bad)} bad row(s) in all){hint}")
     return y.astype(np.float32)
 
 

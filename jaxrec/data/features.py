@@ -24,6 +24,7 @@ table (`jaxrec.embedding.dynamic_vocab`) of `vocab_size` rows that admits ids se
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal, Union
 
 Encoding = Literal["vocab", "hash", "identity", "dynamic"]
@@ -105,17 +106,26 @@ class Sequence:
 class Numeric:
     """A real-valued column.
 
-    `transform` is applied first ('log1p', or 'log_square' = floor(log(x)^2) for x > 2, the
-    usual Criteo integer transform); missing values become `fill_value`. With `boundaries`
-    the value is bucketized into ids 1..len(boundaries)+1 (0 = missing) and embedded like a
-    categorical field; without, it is fed as a float.
+    `transform` is applied first: 'log1p' = log(1 + max(x, 0)); 'log_square' = floor(log(x)^2)
+    for x > 2, the usual Criteo integer transform; 'standardize' = (x - mean) / std, with `mean`
+    and `std` (population std, ddof 0; 1 if it is 0) fitted on the finite train values unless
+    given. Missing values (empty, NaN, +-inf) become `fill_value`.
+
+    With `boundaries` b_1 < ... < b_K the (transformed) value is bucketized into id
+    1 + #{k : b_k <= x}, in 1..K+1 (0 = missing), and embedded like a categorical field; without,
+    it is fed as a float. `quantiles=q` (config: `buckets={'quantiles': q}`) fits the boundaries
+    on the train split: the distinct values of the empirical k/q quantiles, k = 1..q-1 (numpy's
+    default, linear interpolation), of the finite transformed train values.
     """
 
     name: str
     column: str | None = None
-    transform: Literal["none", "log1p", "log_square"] = "none"
+    transform: Literal["none", "log1p", "log_square", "standardize"] = "none"
     fill_value: float = 0.0
     boundaries: tuple[float, ...] | None = None
+    quantiles: int | None = None
+    mean: float | None = None
+    std: float | None = None
 
     @property
     def source(self) -> str:
@@ -127,9 +137,21 @@ class Numeric:
 
     @property
     def is_sparse(self) -> bool:
-        return self.boundaries is not None
+        return self.boundaries is not None or self.quantiles is not None
+
+    def __repr__(self) -> str:
+        # quantiles / mean / std only where set, so a spec without them reads (and, in a workdir's
+        # data identity, hashes) as before they existed.
+        shown = [f for f in dataclasses.fields(self) if f.name not in _LATER or getattr(self, f.name) is not None]
+        return f"Numeric({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
+    @property
+    def needs_fit(self) -> bool:
+        """True while a value fitted on the train split (quantile boundaries, mean / std) is unset."""
+        return (self.quantiles is not None and self.boundaries is None) or (self.transform == "standardize" and self.mean is None)
 
 
+_LATER = ("quantiles", "mean", "std")  # Numeric fields added in issue 19
 Feature = Union[Categorical, Sequence, Numeric]
 KINDS = {"categorical": Categorical, "sequence": Sequence, "numeric": Numeric}
 
@@ -156,19 +178,26 @@ def from_dict(d: dict, where: str = "dataset.features") -> Feature:
     if kind not in KINDS:
         raise ConfigError(f"{where}: unknown feature type {kind!r}; expected one of {sorted(KINDS)}")
     cls = KINDS[kind]
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)} | ({"buckets"} if kind == "numeric" else set())
     unknown = sorted(set(d) - fields)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} for a {kind} feature; valid: {sorted(fields)}")
     if "name" not in d:
         raise ConfigError(f"{where}: every feature needs a 'name'")
+    if kind == "numeric":
+        _numeric_options(d, where)
     if "boundaries" in d and d["boundaries"] is not None:
         try:
             d["boundaries"] = tuple(float(b) for b in d["boundaries"])
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: boundaries={d['boundaries']!r} must be a list of numbers") from None
-        if any(a >= b for a, b in zip(d["boundaries"], d["boundaries"][1:])):
-            raise ConfigError(f"{where}: boundaries={list(d['boundaries'])} must be strictly increasing")
+        column = f" (column {d.get('column') or d['name']!r})"
+        if not all(math.isfinite(b) for b in d["boundaries"]):
+            raise ConfigError(f"{where}{column}: boundaries={list(d['boundaries'])} must be finite numbers")
+        bad = next((i for i, (a, b) in enumerate(zip(d["boundaries"], d["boundaries"][1:])) if a >= b), None)
+        if bad is not None:
+            raise ConfigError(f"{where}{column}: boundaries={list(d['boundaries'])} must be strictly increasing "
+                              f"(entry {bad + 1} = {d['boundaries'][bad + 1]:g} is not above entry {bad} = {d['boundaries'][bad]:g})")
     if kind == "sequence" and "max_len" in d and not (isinstance(d["max_len"], int) and not isinstance(d["max_len"], bool)
                                                       and d["max_len"] >= 1):
         raise ConfigError(f"{where}: max_len={d['max_len']!r} must be an integer >= 1")
@@ -176,3 +205,37 @@ def from_dict(d: dict, where: str = "dataset.features") -> Feature:
         return cls(**d)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _numeric_options(d: dict, where: str) -> None:
+    """Checks a numeric feature dict's transform / buckets / mean / std in place; `buckets=
+    {'quantiles': q}` becomes the spec field `quantiles`."""
+    from jaxrec.errors import ConfigError
+
+    transforms = ("none", "log1p", "log_square", "standardize")
+    if d.get("transform", "none") not in transforms:
+        raise ConfigError(f"{where}: transform={d['transform']!r}; expected one of {list(transforms)}")
+    if "buckets" in d:
+        buckets = d.pop("buckets")
+        if not hasattr(buckets, "keys") or set(buckets.keys()) != {"quantiles"}:
+            raise ConfigError(f"{where}: buckets={buckets!r}; expected {{'quantiles': q}} (for fixed buckets give boundaries=[...])")
+        if d.get("quantiles") is not None:
+            raise ConfigError(f"{where}: give buckets={{'quantiles': q}} or quantiles, not both")
+        d["quantiles"] = buckets["quantiles"]
+    q = d.get("quantiles")
+    if q is not None:
+        if isinstance(q, bool) or not isinstance(q, int) or q < 2:
+            raise ConfigError(f"{where}: buckets={{'quantiles': {q!r}}}: the number of quantile buckets must be an integer >= 2")
+        if d.get("boundaries") is not None:
+            raise ConfigError(f"{where}: give boundaries (fixed buckets) or buckets={{'quantiles': q}} (fitted on train), not both")
+    if (d.get("mean") is None) != (d.get("std") is None):
+        raise ConfigError(f"{where}: give both mean and std (fixed standardization) or neither (fitted on train)")
+    if d.get("mean") is not None:
+        if d.get("transform") != "standardize":
+            raise ConfigError(f"{where}: mean / std are used by transform='standardize' only (transform={d.get('transform', 'none')!r})")
+        try:
+            d["mean"], d["std"] = float(d["mean"]), float(d["std"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: mean={d['mean']!r}, std={d['std']!r} must be numbers") from None
+        if not (math.isfinite(d["mean"]) and math.isfinite(d["std"]) and d["std"] > 0):
+            raise ConfigError(f"{where}: mean={d['mean']!r}, std={d['std']!r}: need a finite mean and a finite std > 0")

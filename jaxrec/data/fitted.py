@@ -1,8 +1,9 @@
 """The state a loader fits on the train split, saved with a run so evaluation encodes with it.
 
-A loader that learns anything from its train split (today: the vocabularies of
-`encoding='vocab'` features, `jaxrec.data.encoding.fit`; no numeric transform is fitted, they
-are all given by the specs) returns it as `Dataset.fitted`, a `Fitted`. The trainer saves it in
+A loader that learns anything from its train split (the vocabularies of `encoding='vocab'`
+features; the quantile boundaries of numeric features with `buckets={'quantiles': q}`; mean and
+std of numeric features with `transform='standardize'`; `jaxrec.data.encoding.fit`) returns it as
+`Dataset.fitted`, a `Fitted`. The trainer saves it in
 the workdir (`save_fitted`); evaluation loads it (`load_fitted`) and passes it to the loader
 (`fitted=...`), which then encodes every split with it instead of refitting, so a train file
 changed since training cannot silently change the ids (and the test AUC).
@@ -13,7 +14,8 @@ File format: one JSON object (UTF-8; values of any length, no fixed-width copies
      "features": [{"type": "categorical", "name": ..., <every spec field>}, ...],
      "vocabs": {feature name: {"dtype": "int64" | "str", "values": [...]}, ...}}
 
-`features` are the resolved specs (`vocab_size` set); `vocabs[name]` is the sorted vocabulary
+`features` are the resolved specs (`vocab_size` set; a numeric feature's fitted `boundaries`,
+`mean`, `std` as floats, which JSON round-trips exactly); `vocabs[name]` is the sorted vocabulary
 of a 'vocab' feature: the id of `values[k]` is `k + 1`, 0 is out-of-vocabulary.
 """
 
@@ -40,7 +42,8 @@ class Fitted:
     """What a loader fitted on its train split.
 
     Attributes:
-      features: the resolved feature specs (`vocab_size` set) as fitted.
+      features: the resolved feature specs as fitted (`vocab_size` set; numeric `boundaries` from
+        `quantiles`, `mean` / `std` for 'standardize').
       vocabs: feature name -> sorted vocabulary `[V]` (int64, or an object array of `str` in
         code-point order) of each `encoding='vocab'` feature; id of `vocab[k]` is `k + 1`.
     """
@@ -104,8 +107,8 @@ def apply_fitted(fitted: Fitted, features: tuple[Feature, ...],
       (the fitted specs in the order of `features`, {name: vocabulary}).
     Raises:
       DataError: naming the feature, if `fitted` lacks a feature, has one more, or has one of
-        another type or with another field (vocab_size is compared only where `features`
-        gives it).
+        another type or with another field (the fitted fields, vocab_size, quantile boundaries
+        and mean / std, are compared only where `features` gives them).
     """
     by_name = {f.name: f for f in fitted.features}
     wanted = {f.name for f in features}
@@ -122,13 +125,21 @@ def apply_fitted(fitted: Fitted, features: tuple[Feature, ...],
             raise DataError(f"{where}: feature {f.name!r} is {_TYPE[type(f)]} now, {_TYPE[type(g)]} when fitted")
         for field in dataclasses.fields(f):
             now, then = getattr(f, field.name), getattr(g, field.name)
-            if field.name == "vocab_size" and now is None:
+            if now is None and _is_fitted_field(f, field.name):
                 continue
             if now != then:
                 raise DataError(f"{where}: feature {f.name!r} has {field.name}={now!r} now, {then!r} when fitted")
         resolved.append(g)
     _check_vocabs(fitted, where)
     return tuple(resolved), {f.name: fitted.vocabs[f.name] for f in resolved if f.name in fitted.vocabs}
+
+
+def _is_fitted_field(f: Feature, field: str) -> bool:
+    """Whether `field` of spec `f` is set by fitting (so a config leaves it None)."""
+    if field == "vocab_size":
+        return True
+    return isinstance(f, Numeric) and ((field == "boundaries" and f.quantiles is not None)
+                                       or (field in ("mean", "std") and f.transform == "standardize"))
 
 
 def _spec(d: dict) -> Feature:
@@ -152,7 +163,10 @@ def _vocab(v: dict) -> np.ndarray:
 def _check_vocabs(fitted: Fitted, where: str) -> None:
     """Every 'vocab' feature has a sorted, duplicate-free vocabulary of vocab_size - 1 values."""
     for f in fitted.features:
-        if isinstance(f, Numeric) or f.encoding != "vocab":
+        if isinstance(f, Numeric):
+            _check_numeric(f, where)
+            continue
+        if f.encoding != "vocab":
             continue
         if f.name not in fitted.vocabs:
             raise DataError(f"{where}: feature {f.name!r} (encoding='vocab') has no vocabulary")
@@ -162,6 +176,18 @@ def _check_vocabs(fitted: Fitted, where: str) -> None:
         items = v.tolist()
         if any(not a < b for a, b in zip(items, items[1:])):
             raise DataError(f"{where}: feature {f.name!r}: the vocabulary is not sorted and duplicate-free")
+
+
+def _check_numeric(f: Numeric, where: str) -> None:
+    """A fitted numeric feature has its fitted values, finite, boundaries increasing, std > 0."""
+    if f.needs_fit:
+        raise DataError(f"{where}: numeric feature {f.name!r} lacks its fitted "
+                        f"{'boundaries' if f.boundaries is None and f.quantiles is not None else 'mean / std'}")
+    b = f.boundaries or ()
+    if not all(np.isfinite(b)) or any(x >= y for x, y in zip(b, b[1:])):
+        raise DataError(f"{where}: numeric feature {f.name!r}: boundaries {list(b)} are not finite and strictly increasing")
+    if f.mean is not None and not (f.std is not None and np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
+        raise DataError(f"{where}: numeric feature {f.name!r}: mean {f.mean!r}, std {f.std!r} (need finite, std > 0)")
 
 
 __all__ = ["FORMAT", "VERSION", "Fitted", "apply_fitted", "load_fitted", "save_fitted"]

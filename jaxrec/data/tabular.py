@@ -1,6 +1,7 @@
 """Any CSV or Parquet table, described by feature specs in a config -> `Dataset`.
 
-Format: one row per example, one column per raw field, plus a binary label column.
+Format: one row per example, one column per raw field, plus one binary label column (`label`)
+or several (`labels`, one per task).
 
 * CSV (`.csv`, `.tsv`, `.txt`, optionally compressed, e.g. `.csv.gz`): the first line is a
   header naming the columns; `delimiter` separates fields, `"` quotes them. Empty cells
@@ -12,7 +13,14 @@ Each feature dict of the config (`{'type': 'categorical' | 'sequence' | 'numeric
 ..., ...}`, see `jaxrec.data.features`) names the column it reads (`column`, default its
 `name`). Categorical and sequence values are read as text (so `42` in a CSV and `42` in a
 Parquet int column are the same value), numeric ones as float64, categorical features with
-`encoding='identity'` as integers. Vocabularies are fitted on the train split only.
+`encoding='identity'` as integers. Vocabularies, quantile bucket boundaries (numeric
+`buckets={'quantiles': q}`) and standardization (numeric `transform='standardize'`) are fitted on
+the train split only.
+
+Labels: a label column holds 0 / 1 (numbers; anything else is a DataError naming the file, line
+or row, column and value), or, with `positive`, any text: a cell equal to `positive` is 1, any
+other 0 (an empty cell is an error). `label='click'` gives labels `[N]`; `labels=['click',
+'buy']` gives `[N, T]`, column t from `labels[t]`.
 
 Numeric values that cannot be used become missing (`fill_value`, or bucket id 0), counted per
 feature and split in `Dataset.numeric_counts` and reported by `Dataset.summary()`: empty cells
@@ -23,7 +31,9 @@ Example config entry (`dataset.features`):
 
     [{'type': 'categorical', 'name': 'user_id', 'encoding': 'hash', 'hash_buckets': 100_000},
      {'type': 'sequence', 'name': 'genres', 'max_len': 4, 'separator': '|'},
-     {'type': 'numeric', 'name': 'price', 'transform': 'log1p'}]
+     {'type': 'numeric', 'name': 'price', 'transform': 'log1p'},
+     {'type': 'numeric', 'name': 'age', 'buckets': {'quantiles': 10}},
+     {'type': 'numeric', 'name': 'dwell', 'transform': 'standardize'}]
 """
 
 from __future__ import annotations
@@ -53,8 +63,10 @@ _BLOCK_BYTES = 1 << 20  # pyarrow's default CSV block; grown when a line is long
 def load_tabular(
     path: str,
     *,
-    label: str,
+    label: str | None = None,
     features: list[dict],
+    labels: list[str] | tuple[str, ...] | None = None,
+    positive: str | int | dict | None = None,
     format: str = "auto",
     delimiter: str = ",",
     valid_path: str | None = None,
@@ -70,9 +82,12 @@ def load_tabular(
 
     Args:
       path: the data file; the train split when `valid_path`/`test_path` are given.
-      label: name of the binary label column (values 0 / 1).
+      label: name of the binary label column (values 0 / 1, or see `positive`); labels `[N]`.
       features: feature config dicts, each turned into a spec with
         `jaxrec.data.features.from_dict`.
+      labels: instead of `label`, the label columns of several tasks; labels `[N, T]` in this order.
+      positive: the label columns hold text: a cell equal to `str(positive)` is 1, any other 0;
+        a dict `{column: value}` does so for the label columns it names (the others hold 0 / 1).
       format: 'csv', 'parquet', or 'auto' (by each file's extension: .csv/.tsv/.txt ->
         csv, .parquet/.pq -> parquet).
       delimiter: CSV field separator (e.g. '\\t' for TSV).
@@ -97,44 +112,100 @@ def load_tabular(
       `Dataset` whose splits hold, for N_split rows: categorical and bucketized numeric
       features int32 `[N]`; sequence features int32 `[N, max_len]` plus int32 lengths `[N]`
       under `lengths_key(name)`; numeric features float32 `[N]`; float32 labels `[N]` under
-      `LABELS`.
+      `LABELS` (`[N, T]` with `labels`; `Dataset.label_names` are the label columns).
 
     Raises:
       ConfigError: a feature dict or an argument is invalid.
       DataError: a file is missing, empty or malformed, lacks a column, has a label
-        outside {0, 1} or a value longer than `max_value_bytes`; the message names the file and line (CSV, 1-based, the header is
-        line 1) or row (Parquet, 0-based).
+        outside {0, 1} (without `positive`; with it, an empty label or no label equal to it) or a
+        value longer than `max_value_bytes`; the message names the file and line (CSV, 1-based,
+        the header is line 1) or row (Parquet, 0-based) in the file, whatever the split.
     """
     specs = tuple(from_dict(d, where=f"dataset.features[{i}]") for i, d in enumerate(features))
+    names, positive = _label_columns(label, labels, positive)
     _check_config(specs, group_key, format, delimiter, valid_path, test_path, max_value_bytes)
-    types = _column_types(specs, label)
+    types = _column_types(specs, names, text_labels=set(positive))
     scalar = {f.source for f in specs if isinstance(f, Categorical)}  # a list column there is an error
+    read = lambda p: _read(p, format, delimiter, types, max_value_bytes, scalar, set(names) - set(positive))
 
     if valid_path is None:
         try:
             random_split(0, split, split_seed)  # validates the fractions before reading
         except ValueError as e:
             raise ConfigError(f"load_tabular: {e}") from None
-        columns, nulls, where = _read(path, format, delimiter, types, max_value_bytes, scalar)
-        labels = check_binary_labels(columns[label], where, field=f"label {label!r}")
-        rows = random_split(len(labels), split, split_seed)
-        raw = {s: (take(columns, idx), labels[idx], _sub_locator(where, idx), take(nulls, idx)) for s, idx in rows.items()}
+        columns, nulls, where = read(path)
+        y = _labels(columns, names, positive, where, path, stacked=labels is not None)
+        rows = random_split(len(y), split, split_seed)
+        raw = {s: (take(columns, idx), y[idx], _sub_locator(where, idx), take(nulls, idx)) for s, idx in rows.items()}
     else:
         raw = {}
         for s, p in (("train", path), ("valid", valid_path), ("test", test_path)):
-            columns, nulls, where = _read(p, format, delimiter, types, max_value_bytes, scalar)
-            raw[s] = (columns, check_binary_labels(columns[label], where, field=f"label {label!r}"), where, nulls)
+            columns, nulls, where = read(p)
+            raw[s] = (columns, _labels(columns, names, positive, where, p, stacked=labels is not None), where, nulls)
 
     if len(raw["train"][1]) == 0:
         raise DataError(f"{path}: the train split has no rows (split={split})")
-    specs, vocabs = fit(specs, raw["train"][0]) if fitted is None else apply_fitted(fitted, specs)
+    specs, vocabs = (fit(specs, raw["train"][0], raw["train"][2], origin=path) if fitted is None
+                     else apply_fitted(fitted, specs))
     splits, counts = {}, {}
     for s, (columns, labels, where, nulls) in raw.items():
         splits[s] = encode(specs, vocabs, columns, where)
         splits[s][LABELS] = labels
         counts[s] = numeric_counts(specs, columns, nulls)
     return Dataset(name=name, features=specs, splits=splits, group_key=group_key, numeric_counts=counts,
-                   fitted=Fitted(specs, vocabs))
+                   fitted=Fitted(specs, vocabs), label_names=tuple(names))
+
+
+def _label_columns(label: str | None, labels, positive) -> tuple[list[str], dict[str, str]]:
+    """(The label column names, {text label column: its positive value as text}); ConfigError naming
+    dataset.label / labels / positive if they are wrong."""
+    if (label is None) == (labels is None):
+        raise ConfigError("dataset: give label='column' (one task, labels [N]) or labels=['column', ...] (several, "
+                          f"labels [N, T]), exactly one of them (label={label!r}, labels={labels!r})")
+    names = [label] if labels is None else labels
+    if isinstance(names, str) or not len(names) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"dataset.labels={labels!r}: expected a non-empty list of column names")
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"dataset.labels={names}: a column is named more than once")
+    given = {} if positive is None else dict(positive) if hasattr(positive, "keys") else {c: positive for c in names}
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ConfigError(f"dataset.positive names column(s) {unknown} that are not labels (labels: {names})")
+    for c, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigError(f"dataset.positive={positive!r}: expected the text (or integer) of the label value that means 1, "
+                              f"e.g. 'yes' (got {value!r} for {c!r})")
+    return names, {c: str(v) for c, v in given.items()}
+
+
+_POSITIVE_HINT = "; for a text label set dataset.positive to the value that means 1 (e.g. 'yes')"
+
+
+def _labels(columns: dict[str, np.ndarray], names: list[str], positives: dict[str, str], where: RowLocator, path: str,
+            stacked: bool) -> np.ndarray:
+    """Label columns of one file -> float32 `[N]` (one `label`) or `[N, T]` (`labels`, `stacked`).
+
+    A column not in `positives` must hold 0 / 1 (`check_binary_labels`); for one in it, y = 1 where
+    the cell's text equals `positives[column]`, else 0. Errors name the file row (`where`), column, value."""
+    out = []
+    for c in names:
+        positive = positives.get(c)
+        if positive is None:
+            out.append(check_binary_labels(columns[c], where, field=f"label {c!r}", hint=_POSITIVE_HINT))
+            continue
+        text = np.asarray(columns[c], dtype=object)
+        empty = np.array([v is None or v == "" for v in text.tolist()], bool)
+        if empty.any():
+            raise DataError(f"{where(int(np.argmax(empty)))}: label {c!r} is empty ({int(empty.sum())} empty row(s) in all); "
+                            f"with dataset.positive={positive!r} every row needs a label")
+        y = text == positive
+        if not y.any():
+            seen = sorted({str(v) for v in text.tolist()})
+            raise DataError(f"{path}: no row of label {c!r} equals dataset.positive={positive!r} (compared as text); "
+                            f"values: {seen[:10]}{' ...' if len(seen) > 10 else ''}")
+        out.append(y.astype(np.float32))
+    return np.stack(out, axis=1) if stacked else out[0]
 
 
 def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str, delimiter: str, valid_path, test_path,
@@ -159,9 +230,10 @@ def _check_config(specs: tuple[Feature, ...], group_key: str | None, format: str
         raise ConfigError("dataset: give both valid_path and test_path, or neither (then the file is split at random)")
 
 
-def _column_types(specs: tuple[Feature, ...], label: str) -> dict[str, str]:
-    """Raw column -> how it is read: 'text', 'int' (identity ids) or 'float'."""
-    kinds: dict[str, dict[str, str]] = {label: {"float": f"label {label!r}"}}
+def _column_types(specs: tuple[Feature, ...], labels: list[str], text_labels: set[str] = frozenset()) -> dict[str, str]:
+    """Raw column -> how it is read: 'text', 'int' (identity ids) or 'float'; labels as 'float', those
+    in `text_labels` (dataset.positive) as 'text'."""
+    kinds: dict[str, dict[str, str]] = {c: {"text" if c in text_labels else "float": f"label {c!r}"} for c in labels}
     for f in specs:
         if isinstance(f, Numeric):
             kind = "float"
@@ -194,13 +266,15 @@ def _detect_format(path: str, format: str) -> str:
 
 def _read(path: str, format: str, delimiter: str, types: dict[str, str],
           max_value_bytes: int | None = MAX_VALUE_BYTES,
-          scalar: set[str] = frozenset()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RowLocator]:
+          scalar: set[str] = frozenset(),
+          labels: set[str] = frozenset()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RowLocator]:
     """Reads the columns named in `types` from one file -> ({column: [N]}, {numeric column with
     nulls: bool null mask [N]}, row locator).
 
     Text columns become object arrays of Python `str` (or lists of them): memory is bounded
     by the data, whatever the length of its longest value. `scalar`: columns read by categorical
-    features, which must not be lists (a Parquet list column is read by a sequence feature)."""
+    features, which must not be lists (a Parquet list column is read by a sequence feature).
+    `labels`: numeric label columns (a CSV error there hints at dataset.positive)."""
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not a data file")
     if not os.path.isfile(path):
@@ -209,7 +283,7 @@ def _read(path: str, format: str, delimiter: str, types: dict[str, str],
         raise DataError(f"{path}: the file is empty")
     if _detect_format(path, format) == "csv":
         try:
-            table, where = _read_csv(path, delimiter, types, max_value_bytes), _csv_locator(path)
+            table, where = _read_csv(path, delimiter, types, max_value_bytes, labels), _csv_locator(path)
         except OSError as e:  # pyarrow's decompression errors (a damaged or mislabelled .gz, .bz2 ...)
             hint = (": damaged, or not compressed as its extension says?" if path.lower().endswith(_COMPRESSED) else "")
             raise DataError(f"{path}: cannot be read ({e}){hint}") from None
@@ -234,7 +308,8 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes: int | None) -> pa.Table:
+def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes: int | None,
+              labels: set[str] = frozenset()) -> pa.Table:
     """Parses the CSV with pyarrow in blocks of 1 MiB, or, when a line is longer (pyarrow: "straddling
     object"), of twice the longest line, once the file has been scanned for a real error first."""
     header = _csv_header(path, delimiter)
@@ -256,7 +331,7 @@ def _read_csv(path: str, delimiter: str, types: dict[str, str], max_value_bytes:
                 ),
             )
         except pa.ArrowInvalid as e:
-            error, longest = _scan_csv(path, delimiter, header, types, max_value_bytes)
+            error, longest = _scan_csv(path, delimiter, header, types, max_value_bytes, labels)
             if error is None and "straddl" in str(e) and longest + 2 > block:
                 block = max(2 * block, 1 << (2 * longest + 2).bit_length())
                 continue
@@ -366,7 +441,7 @@ def _sub_locator(where: RowLocator, rows: np.ndarray) -> RowLocator:
 
 
 def _scan_csv(path: str, delimiter: str, header: list[str], types: dict[str, str],
-              max_value_bytes: int | None) -> tuple[DataError | None, int]:
+              max_value_bytes: int | None, labels: set[str] = frozenset()) -> tuple[DataError | None, int]:
     """pyarrow could not parse the CSV: re-reads it line by line with the csv module.
 
     Returns (the error of the first bad line, or None if every line is good; the longest
@@ -390,7 +465,8 @@ def _scan_csv(path: str, delimiter: str, header: list[str], types: dict[str, str
             if not _parses(fields[i], types[column]):
                 want = "an integer id" if types[column] == "int" else "a number"
                 shown = fields[i] if len(fields[i]) <= 80 else f"{fields[i][:80]!r}... ({len(fields[i]):,} characters)"
-                return DataError(f"{path}:{line_no}: column {column!r} expects {want} or nothing, got {shown!r}"), longest
+                hint = _POSITIVE_HINT if column in labels else ""
+                return DataError(f"{path}:{line_no}: column {column!r} expects {want} or nothing, got {shown!r}{hint}"), longest
     return None, longest
 
 

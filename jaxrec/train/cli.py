@@ -2,7 +2,8 @@
 
     python train.py --config configs/deepfm_movielens.py --workdir runs/deepfm \
         --config.optimizer.lr=3e-4 --config.dataset.data_dir=/data/ml-100k [--profile]
-    python eval.py --workdir runs/deepfm --split test [--checkpoint best|latest] [--output m.json]
+    python eval.py --workdir runs/deepfm --split test [--checkpoint best|latest] [--output m.json] \
+        [--config.dataset.path=/new/place/clicks.csv]
 """
 
 from __future__ import annotations
@@ -163,6 +164,43 @@ def train_main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def eval_overrides(workdir, config, overrides: list[str]):
+    """Applies eval.py's `--config.key=value` overrides to a workdir's `config` in place.
+
+    Only keys that cannot change what the checkpoint computes may differ (`workdir.HARMLESS`:
+    data locations, evaluation batching ...); any other is a ConfigError naming it. When a data
+    location (dataset.path, valid_path, test_path, data_dir) changed, the data read there,
+    encoded with the workdir's fitted state, must have the SHA-256 the run recorded
+    (`workdir.data_identity`, `<workdir>/run.json`), else DataError: the file moved, it did not
+    change. Returns that dataset (to evaluate on, not read twice), or None when no location changed.
+    """
+    from jaxrec.train import workdir as workdir_lib
+    from jaxrec.train.config import build_dataset
+    from jaxrec.train.loop import build
+
+    for arg in overrides:
+        key = re.fullmatch(r"--config\.([\w.]+)=(.*)", arg, flags=re.S)
+        if key and key.group(1) not in workdir_lib.HARMLESS:
+            raise ConfigError(f"eval.py {arg.split('=')[0]}: a trained run's {key.group(1)} cannot change at evaluation; "
+                              f"eval.py may set {sorted(workdir_lib.HARMLESS)}")
+    before = json.loads(config.to_json())
+    apply_overrides(config, overrides)
+    moved = sorted(k for k in workdir_lib.config_differences(before, json.loads(config.to_json())) if k.startswith("dataset."))
+    if not moved:
+        return None
+    run_file = Path(workdir) / workdir_lib.RUN_FILE
+    dataset = build_dataset(config, fitted=workdir_lib.saved_fitted(workdir))
+    if run_file.is_file():
+        was = json.loads(run_file.read_text())
+        now = workdir_lib.data_identity(build(config, dataset).dataset)
+        if was.get("sha256") != now["sha256"]:
+            rows = ", ".join(f"{s} {was.get('rows', {}).get(s, '?')} -> {n}" for s, n in now["rows"].items())
+            raise DataError(f"{', '.join(moved)} re-pointed, but the data there is not the data {workdir} was trained on "
+                            f"(rows: {rows}; sha256 {str(was.get('sha256'))[:12]} -> {now['sha256'][:12]}); "
+                            "point it at the moved files themselves")
+    return dataset
+
+
 def eval_main(argv: list[str] | None = None) -> dict:
     """`eval.py`: evaluates a workdir's checkpoint on a split; prints and writes JSON."""
     import argparse
@@ -171,7 +209,9 @@ def eval_main(argv: list[str] | None = None) -> dict:
     _setup_logging()
     from jaxrec.train.experiment import evaluate_checkpoint, load_config
 
-    parser = argparse.ArgumentParser(prog="eval.py", description="Evaluate a checkpoint of a jaxrec workdir.")
+    parser = argparse.ArgumentParser(prog="eval.py", description="Evaluate a checkpoint of a jaxrec workdir.",
+                                     epilog="Data moved since training: --config.dataset.path=... (valid_path, test_path, "
+                                     "data_dir); the data must be the same (its SHA-256 in <workdir>/run.json).")
     parser.add_argument("--workdir", required=True, help="a workdir written by train.py")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--checkpoint", default="best", choices=["best", "latest"])
@@ -179,14 +219,16 @@ def eval_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", help="metrics JSON path (default <workdir>/eval_<checkpoint>_<split>.json)")
     parser.add_argument("--mesh_shape", help="evaluate on another mesh, e.g. '(4, 1)', or 'none' for one device "
                         "(checkpoints hold logical tables, so any mesh reads them); default: the training mesh")
-    args = parser.parse_args(argv[1:])
+    args = parser.parse_args([a for a in argv[1:] if not a.startswith("--config.")])
     try:
         config = load_config(args.workdir)
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
         if args.data_dir:
-            config.dataset.data_dir = args.data_dir
+            overrides.append(f"--config.dataset.data_dir={args.data_dir}")
+        dataset = eval_overrides(args.workdir, config, overrides)
         if args.mesh_shape:
             apply_overrides(config, [f"--config.mesh.shape={'()' if args.mesh_shape == 'none' else args.mesh_shape}"])
-        result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config)
+        result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config, dataset=dataset)
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)
     out = Path(args.output or Path(args.workdir) / f"eval_{args.checkpoint}_{args.split}.json")
