@@ -26,8 +26,7 @@ def get_config():
     c.model.num_experts = 4
     c.model.expert = (64,)
     c.model.tower = (32,)
-    c.optimizer.multitask = "gradops"
-    c.optimizer.alpha = 0.0
+    c.optimizer.multitask = "gradops"  # alpha unset: GradOPS's equal weighting (alpha = 0)
     c.train.batch_size = 256
     c.early_stopping.metric = "like/auc"
     c.early_stopping.mode = "max"

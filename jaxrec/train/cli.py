@@ -141,6 +141,15 @@ def _parse_train(argv: list[str]):
     return args, config
 
 
+def metrics_line(m: dict) -> str:
+    """One split's metrics for the terminal: 'auc 0.7890  logloss 0.5123  gauc 0.7012  (n=10000)'
+    (multi-task: 'like/auc 0.7610  like/logloss ...'); counts and rates left to metrics.json."""
+    shown = [k for k in m if k != "count" and not k.endswith(("positive_rate", "mean_prediction"))]
+    if "auc" in m:  # binary: its fixed order
+        shown = [k for k in ("auc", "logloss", "gauc") if k in m]
+    return "  ".join(f"{k} {m[k]:.4f}" for k in shown) + (f"  (n={m['count']})" if "count" in m else "")
+
+
 def train_main(argv: list[str] | None = None) -> dict:
     """`train.py`: trains the config, prints and returns the final metrics."""
     argv = list(sys.argv if argv is None else argv)
@@ -154,9 +163,7 @@ def train_main(argv: list[str] | None = None) -> dict:
     except (ConfigError, DataError, TrainingDiverged) as e:
         _fail(e)
     for split in config.eval_splits:
-        m = result[split]
-        gauc = f"  gauc {m['gauc']:.4f}" if "gauc" in m else ""
-        print(f"{split:5s} auc {m['auc']:.4f}  logloss {m['logloss']:.4f}{gauc}  (n={m['count']})")
+        print(f"{split:5s} {metrics_line(result[split])}")
     speed = result["train_examples_per_sec"]
     print(f"best epoch {result['best_epoch']} of {result['epochs_run']}; "
           f"train {speed:,.0f} examples/s; metrics in {Path(workdir) / 'metrics.json'}" if speed else
@@ -176,7 +183,7 @@ def eval_overrides(workdir, config, overrides: list[str]):
     """
     from jaxrec.train import workdir as workdir_lib
     from jaxrec.train.config import build_dataset
-    from jaxrec.train.loop import build
+    from jaxrec.train.experiment import prepare_data
 
     for arg in overrides:
         key = re.fullmatch(r"--config\.([\w.]+)=(.*)", arg, flags=re.S)
@@ -192,7 +199,7 @@ def eval_overrides(workdir, config, overrides: list[str]):
     dataset = build_dataset(config, fitted=workdir_lib.saved_fitted(workdir))
     if run_file.is_file():
         was = json.loads(run_file.read_text())
-        now = workdir_lib.data_identity(build(config, dataset).dataset)
+        now = workdir_lib.data_identity(prepare_data(config, dataset)[0])
         if was.get("sha256") != now["sha256"]:
             rows = ", ".join(f"{s} {was.get('rows', {}).get(s, '?')} -> {n}" for s, n in now["rows"].items())
             raise DataError(f"{', '.join(moved)} re-pointed, but the data there is not the data {workdir} was trained on "
