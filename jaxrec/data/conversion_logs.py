@@ -269,3 +269,37 @@ def synthetic_conversions(num_clicks: int = 100_000, days: float = 60.0, delay: 
     pay = np.where(converted > 0, click + delay.draw(scale, rng), np.nan)
     features = tuple(Categorical(f"f{i}", encoding="identity", vocab_size=v) for i, v in enumerate(spec.field_vocab_sizes))
     return ConversionLog("synthetic_conversions", features, ids, click, pay, cvr=cvr, delay_scale=scale, delay_spec=delay)
+
+
+# ------------------------------------------------------------------------ by config
+
+CONVERSION_LOGS = {"movielens_conversions": movielens_conversions, "synthetic_conversions": synthetic_conversions,
+                   "criteo_conversions": read_criteo_conversions}
+
+
+def conversion_log_options(name: str) -> set[str]:
+    """The `dataset.*` keys of conversion log `name` (its loader's arguments; `delay` a dict of `DelaySpec` fields)."""
+    import inspect
+
+    return {p for p in inspect.signature(CONVERSION_LOGS[name]).parameters if p != "spec"}
+
+
+def load_conversion_log(name: str, **options) -> ConversionLog:
+    """The conversion log `name` (`CONVERSION_LOGS`) from config options, e.g.
+    `load_conversion_log('movielens_conversions', data_dir=..., delay={'scale_hours': 6})`;
+    ConfigError names an unknown log or key."""
+    if name not in CONVERSION_LOGS:
+        raise ConfigError(f"dataset.name={name!r}: task.name='delayed_feedback' reads a conversion log, one of {sorted(CONVERSION_LOGS)}")
+    unknown = sorted(set(options) - conversion_log_options(name))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {['dataset.' + k for k in unknown]} for {name!r}; valid: {sorted(conversion_log_options(name))}")
+    if "delay" in options:
+        delay = dict(options["delay"] or {})
+        bad = sorted(set(delay) - {f.name for f in dataclasses.fields(DelaySpec)})
+        if bad:
+            raise ConfigError(f"unknown config key(s) {['dataset.delay.' + k for k in bad]}; valid: "
+                              f"{[f.name for f in dataclasses.fields(DelaySpec)]}")
+        options["delay"] = DelaySpec(**delay)
+    if "delay_fields" in options:
+        options["delay_fields"] = tuple(options["delay_fields"])
+    return CONVERSION_LOGS[name](**options)

@@ -163,7 +163,11 @@ def train_main(argv: list[str] | None = None) -> dict:
     except (ConfigError, DataError, TrainingDiverged) as e:
         _fail(e)
     for split in config.eval_splits:
-        print(f"{split:5s} {metrics_line(result[split])}")
+        if split in result:  # (a stream reports its pooled test periods only)
+            print(f"{split:5s} {metrics_line(result[split])}")
+    if "best_epoch" not in result:
+        print(f"{result['units']} units ({result['method']}); metrics in {Path(workdir) / 'metrics.json'}")
+        return result
     speed = result["train_examples_per_sec"]
     print(f"best epoch {result['best_epoch']} of {result['epochs_run']}; "
           f"train {speed:,.0f} examples/s; metrics in {Path(workdir) / 'metrics.json'}" if speed else

@@ -30,9 +30,11 @@ def default_config() -> ml_collections.ConfigDict:
     # Embedding tables: their own optimizer (the "sparse" side of the TrainState); with
     # rowwise=True only the rows a batch touched are updated (lazy Adam, Adagrad, FTRL ...).
     c.sparse_optimizer = ml_collections.ConfigDict(SPARSE_DEFAULTS)
-    # What is learned (jaxrec.train.tasks): binary CTR, or multitask over labels [N, T]
-    # (names: default the dataset's label names; kinds: binary | regression, default inferred).
-    c.task = ml_collections.ConfigDict(dict(name="binary", names=(), kinds=()))
+    # What is learned (jaxrec.train.tasks.TASK_OPTIONS lists each task's keys): 'binary' CTR;
+    # 'multitask' over labels [N, T] (names: default the dataset's label names; kinds: binary |
+    # regression, default inferred); 'delayed_feedback', the streaming CVR protocol over a
+    # conversion log (method, windows, periods: configs/defuse_movielens.py).
+    c.task = ml_collections.ConfigDict(dict(name="binary"))
     c.train = ml_collections.ConfigDict(dict(
         batch_size=1024,
         num_epochs=10,
@@ -92,7 +94,7 @@ def _check_section(section, defaults, prefix: str) -> None:
         if key not in defaults:
             raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(defaults.keys()))}; "
                               f"valid keys here: {sorted(defaults.keys())}")
-        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model", "tables", "cross_features"):
+        if isinstance(defaults[key], ml_collections.ConfigDict) and key not in ("dataset", "model", "tables", "cross_features", "task"):
             _check_section(section[key], defaults[key], f"{prefix}{key}.")
 
 
@@ -110,7 +112,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from jaxrec.models import MODELS, model_options
 
     _check_section(config, default_config(), "")
-    for sec, registry, options in (("dataset", DATASETS, dataset_options), ("model", MODELS, model_options)):
+    task = config.task.get("name")
+    if task not in tasks.TASK_OPTIONS:
+        raise ConfigError(f"task.name={task!r}{_suggest(str(task), list(tasks.TASK_OPTIONS))}; expected one of {list(tasks.TASK_OPTIONS)}")
+    for k in config.task.keys():
+        if k != "name" and k not in tasks.TASK_OPTIONS[task]:
+            raise ConfigError(f"unknown config key 'task.{k}' for task {task!r}{_suggest(k, list(tasks.TASK_OPTIONS[task]))}; "
+                              f"valid: {sorted(tasks.TASK_OPTIONS[task])}")
+    sections = (("dataset", DATASETS, dataset_options), ("model", MODELS, model_options))
+    for sec, registry, options in sections if task != "delayed_feedback" else ():  # a stream checks its own (stream_run)
         name = config[sec].get("name")
         if name not in registry:
             raise ConfigError(f"{sec}.name={name!r} is not known{_suggest(str(name), list(registry))}; known: {sorted(registry)}")

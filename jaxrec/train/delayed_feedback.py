@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -260,3 +260,157 @@ def relative_improvement(m: float, m_pretrain: float, m_oracle: float) -> float:
     """RI = (m - m_pretrain) / (m_oracle - m_pretrain): 0 = no better than not streaming,
     1 = as good as knowing the labels at once (same formula for NLL, where lower is better)."""
     return float((m - m_pretrain) / (m_oracle - m_pretrain))
+
+
+# ---- the protocol through train.py: one resumable run of one method -----------------------------
+
+# `task.*` keys of task.name='delayed_feedback' (configs/defuse_movielens.py); lr, batch size,
+# embedding width and seed come from optimizer.lr, train.batch_size, model.embed_dim, seed.
+STREAM_DEFAULTS = dict(
+    method="defuse",              # METHODS: pretrain, oracle, vanilla, fnw, fnc, es_dfm, defer, dfm, defuse, defuse_code, bidefuse
+    observation_hours=1.0,        # Windows: w_o
+    attribution_days=30.0,        #          w_a
+    pretrain_days=30.0,           # Protocol: pre-train on the clicks before this day,
+    end_day=60.0,                 #           stream periods from there to this day,
+    period_hours=1.0,             #           each this long, tested on the next period's clicks
+    pretrain_epochs=5,
+    observed_at="window_end",     # build_stream: when a sample's observed label is read
+    checkpoint_every_periods=24,  # a checkpoint after every pre-training epoch and every this many periods
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamRun:
+    """One method's protocol over one log, as a config fixes it. Its work is a list of units
+    (`units`): pre-training epochs of the method's network, of the auxiliary network if the
+    method reads it, then the periods; each unit is a pure function of the state before it, so
+    a run resumed from the checkpoint after any unit ends exactly as an uninterrupted one."""
+
+    log: ConversionLog
+    method: str
+    windows: Windows
+    protocol: Protocol
+    options: TrainOptions
+    seed: int
+    observed_at: str = "window_end"
+
+    @property
+    def spec(self) -> Method:
+        return METHODS[self.method]
+
+    def units(self) -> list[tuple[str, int]]:
+        """`[(phase, index)]`: ('main', epoch) ..., ('aux', epoch) ..., ('period', h) ..."""
+        e = self.options.pretrain_epochs
+        return ([("main", i) for i in range(e)] + [("aux", i) for i in range(e if self.spec.needs_aux else 0)]
+                + [("period", h) for h in range(self.protocol.num_periods)])
+
+    def test_rows(self) -> list[np.ndarray]:
+        """The clicks each period is tested on."""
+        return [self.protocol.test_rows(self.log, end, test_end) for _, end, test_end in self.protocol.periods()]
+
+
+def stream_run(config) -> StreamRun:
+    """The `StreamRun` of a config with task.name='delayed_feedback' (ConfigError naming bad keys)."""
+    from jaxrec.data.conversion_logs import load_conversion_log
+
+    t = {**STREAM_DEFAULTS, **{k: v for k, v in config.task.items() if k != "name"}}
+    if t["method"] not in METHODS:
+        raise ConfigError(f"task.method={t['method']!r}: expected one of {sorted(METHODS)}")
+    extra = sorted(set(config.model.keys()) - {"name", "embed_dim"})
+    if config.model.name != "multi_head_dnn" or extra:
+        raise ConfigError(f"task.name='delayed_feedback' trains the methods' own networks (FAMILIES): set model.name="
+                          f"'multi_head_dnn' and at most model.embed_dim" + (f"; not {['model.' + k for k in extra]}" if extra else ""))
+    options = TrainOptions(lr=float(config.optimizer.lr), batch_size=int(config.train.batch_size),
+                           pretrain_epochs=int(t["pretrain_epochs"]), embed_dim=int(config.model.get("embed_dim", 8)))
+    log = load_conversion_log(config.dataset.name, **{k: v for k, v in config.dataset.items() if k != "name"})
+    return StreamRun(log, t["method"], Windows(float(t["observation_hours"]), float(t["attribution_days"])),
+                     Protocol(float(t["pretrain_days"]), float(t["end_day"]), float(t["period_hours"])), options,
+                     int(config.seed), str(t["observed_at"]))
+
+
+class StreamState(NamedTuple):
+    """What a stream checkpoint holds: the method's network (pre-training, then streaming), the
+    auxiliary network (or an empty dict) and the test predictions so far (`prob [T]`, NaN not yet)."""
+
+    main: TrainState
+    aux: Any
+    prob: np.ndarray
+
+
+class StreamStepper:
+    """Runs the units of a `StreamRun` (see there)."""
+
+    def __init__(self, run: StreamRun):
+        self.run, m = run, run.spec
+        o = run.options
+        self.optimizers = _optimizers(o.lr)
+        self.main_model = make_model(run.log, m.family, o)
+        self.aux_model = make_model(run.log, "aux", o) if m.needs_aux else None
+        self.pre_rows = {f: self._pretrain_rows(f) for f in ([m.family] + (["aux"] if m.needs_aux else []))}
+        self.steps = {f: jax.jit(make_train_step(make_model(run.log, f, o), self.optimizers, FAMILIES[f].pretrain_loss))
+                      for f in self.pre_rows}
+        self.tests = run.test_rows()
+        self.offsets = np.concatenate([[0], np.cumsum([len(r) for r in self.tests])]).astype(int)
+        self.stream, self.stream_step, self._aux = None, None, None
+        if m.loss is not None:
+            w = run.windows if m.observation_hours is None else dataclasses.replace(run.windows, observation_hours=m.observation_hours)
+            self.stream = build_stream(run.log, w, m.scheme, run.observed_at, run.protocol.period_hours)
+            self.stream_step = jax.jit(make_train_step(self.main_model, self.optimizers, m.loss))
+
+    def _pretrain_rows(self, family: str) -> tuple[np.ndarray, dict]:
+        rows = self.run.protocol.pretrain_rows(self.run.log)
+        if len(rows) == 0:
+            raise ConfigError(f"task.pretrain_days={self.run.protocol.pretrain_days}: no clicks to pre-train on")
+        rows = rows[np.random.default_rng([self.run.seed, 7]).permutation(len(rows))]
+        return rows, pretrain_targets(self.run.log, self.run.windows, rows)
+
+    def _fresh(self, family: str, params=None) -> TrainState:
+        rows, targets = self.pre_rows.get(family, self.pre_rows[self.run.spec.family])
+        example = next(_batches(self.run.log, rows, targets, self.run.options.batch_size))
+        model = self.aux_model if family == "aux" else self.main_model
+        return _fresh_state(model, params, self.optimizers, example, self.run.seed)
+
+    def init(self) -> StreamState:
+        """The state before the first unit."""
+        aux = self._fresh("aux") if self.run.spec.needs_aux else {}
+        return StreamState(self._fresh(self.run.spec.family), aux, np.full(int(self.offsets[-1]), np.nan, np.float32))
+
+    def aux_predictions(self, state: StreamState) -> dict | None:
+        if not self.run.spec.needs_aux:
+            return None
+        if self._aux is None:  # the auxiliary network is frozen once pre-trained: predict once
+            self._aux = auxiliary_predictions(self.run.log, state.aux.params, self.run.options)
+        return self._aux
+
+    def __call__(self, state: StreamState, unit: tuple[str, int]) -> StreamState:
+        """The state after `unit`."""
+        phase, i = unit
+        o, log = self.run.options, self.run.log
+        if phase in ("main", "aux"):
+            family = self.run.spec.family if phase == "main" else "aux"
+            rows, targets = self.pre_rows[family]
+            trained = _train_pass(self.steps[family], getattr(state, phase), _batches(log, rows, targets, o.batch_size), None)
+            state = state._replace(**{phase: trained})
+            if phase == "main" and i == o.pretrain_epochs - 1:
+                state = state._replace(main=self._fresh(self.run.spec.family, state.main.params))  # streaming's own Adam
+            return state
+        if i == 0 and o.pretrain_epochs == 0:
+            state = state._replace(main=self._fresh(self.run.spec.family, state.main.params))
+        start, end, _ = list(self.run.protocol.periods())[i]
+        main = state.main
+        if self.stream is not None:
+            part = self.stream.between(start, end)
+            main = _train_pass(self.stream_step, main, _batches(log, part.rows, stream_targets(part, self.aux_predictions(state)),
+                                                               o.batch_size), None)
+        rows, prob = self.tests[i], np.array(state.prob)
+        if len(rows):
+            prob[self.offsets[i]:self.offsets[i + 1]] = predict(self.main_model, main.params, log, rows,
+                                                               functools.partial(dfl.probability, method=self.run.method))
+        return StreamState(main, state.aux, prob)
+
+    def result(self, state: StreamState) -> dict[str, np.ndarray]:
+        """`run_stream`'s result from the final state's predictions."""
+        labels = true_labels(self.run.log, self.run.windows)
+        period = np.concatenate([np.full(len(r), h) for h, r in enumerate(self.tests)]) if self.tests else np.zeros(0)
+        rows = np.concatenate(self.tests) if self.tests else np.zeros(0, int)
+        return {"prob": np.asarray(state.prob), "label": labels[rows], "period": period}

@@ -265,6 +265,8 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
         raise ConfigError(f"which={which!r}: expected 'best' or 'latest'")
     workdir = Path(workdir)
     config = config or load_config(workdir)
+    if config.task.name == "delayed_feedback":
+        return evaluate_stream(workdir, config, split)
     if dataset is None:
         fitted = workdir_lib.saved_fitted(workdir)
         if fitted is None:
@@ -285,3 +287,28 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
         state, _ = exp.checkpointer(workdir / "checkpoints").restore(state)
         params, step_info = state.params, {"step": int(state.step)}
     return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, exp.place(params), split)}
+
+
+def evaluate_stream(workdir: Path, config: ml_collections.ConfigDict, split: str = "test") -> dict:
+    """A delayed-feedback workdir's pooled test metrics, from the predictions its last checkpoint
+    holds and the true labels of the log read again (the run's checkpoints hold every period's
+    predictions; the periods' parameters are not kept)."""
+    from jaxrec.train import delayed_feedback as tdf
+
+    if split != "test":
+        raise ConfigError(f"--split {split}: a delayed-feedback run is scored on its streamed test periods only ('test')")
+    run = tdf.stream_run(config)
+    saved = workdir / workdir_lib.RUN_FILE
+    if saved.is_file() and json.loads(saved.read_text()).get("sha256") != workdir_lib.data_identity(run.log)["sha256"]:
+        raise DataError(f"{config.dataset.name}: the conversion log read now is not the one {workdir} was trained on ({saved})")
+    stepper = tdf.StreamStepper(run)
+    directory = workdir / "checkpoints"
+    ckpt = Checkpointer(directory, keep=int(config.train.keep_checkpoints))
+    if ckpt.latest_step() is None:
+        raise DataError(f"{directory}: no checkpoint (the run ended before its first pre-training epoch)")
+    state, meta = ckpt.restore(stepper.init())
+    ckpt.close()
+    units = len(run.units())
+    if int(meta["units"]) < units:
+        raise DataError(f"{directory}: the run stopped after unit {meta['units']} of {units}; rerun train.py to finish it")
+    return {"split": split, "checkpoint": "latest", "method": run.method, **tdf.stream_metrics(stepper.result(state))}

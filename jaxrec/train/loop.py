@@ -137,6 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, p
         raise ConfigError(f"--workdir {workdir}: exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lib.lock(workdir) if runtime.is_main() else contextlib.nullcontext():
+        if config.task.name == "delayed_feedback":
+            return _train_stream(config, workdir)
         return _train_and_evaluate(config, workdir, profile, dataset)
 
 
@@ -323,3 +325,50 @@ class _Tracer:
             self.active = False
 
     close = after
+
+
+def _train_stream(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+    """The delayed-feedback protocol of `config.task` (`jaxrec.train.delayed_feedback.StreamRun`):
+    its units (pre-training epochs, then periods) one by one, a checkpoint after every
+    pre-training epoch and every `task.checkpoint_every_periods` periods, resumed from the latest;
+    then the pooled test metrics of the periods' predictions (`stream_metrics`) into metrics.json."""
+    from jaxrec.train import delayed_feedback as tdf
+
+    config_lib.validate(config)
+    run = tdf.stream_run(config)
+    identity = workdir_lib.data_identity(run.log)
+    if workdir_lib.check_run(workdir, config, identity, config_lib.default_config().to_dict()):
+        log.info("%s holds this run (same config and data): resuming", workdir)
+    if runtime.is_main():
+        workdir_lib.record_run(workdir, config, identity)
+    stepper, units = tdf.StreamStepper(run), run.units()
+    latest = Checkpointer(workdir / "checkpoints", keep=int(config.train.keep_checkpoints))
+    state, done = stepper.init(), 0
+    if latest.latest_step() is not None:
+        state, meta = latest.restore(state, fallback=True)
+        done = int(meta["units"])
+        log.info("resumed from %s after unit %d of %d", latest.directory, done, len(units))
+    every = int(config.task.get("checkpoint_every_periods", tdf.STREAM_DEFAULTS["checkpoint_every_periods"]))
+    bar = tqdm(total=len(units), initial=done, unit="unit", disable=not (config.train.progress_bar and runtime.is_main()),
+               dynamic_ncols=True, desc=run.method)
+    try:
+        for u in range(done, len(units)):
+            phase, i = units[u]
+            state = stepper(state, units[u])
+            bar.update(1)
+            bar.set_postfix(phase=phase, index=i)
+            if phase != "period" or u == len(units) - 1 or (i + 1) % every == 0:
+                latest.save(u + 1, state, {"units": u + 1})
+    finally:
+        bar.close()
+        latest.close()
+    result = {"test": tdf.stream_metrics(stepper.result(state)), "task": "delayed_feedback", "method": run.method,
+              "units": len(units), "dataset": run.log.name, "seed": run.seed}
+    log.info("test (pooled over %d periods): %s", run.protocol.num_periods,
+             ", ".join(f"{k} {result['test'][k]:.4f}" for k in ("auc", "pr_auc", "nll")))
+    if runtime.is_main():
+        (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    summaries = _Summaries(workdir / "tb")
+    summaries.scalars("final_test", result["test"], len(units))
+    summaries.close()
+    return result

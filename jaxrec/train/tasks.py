@@ -13,7 +13,11 @@ bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
              by `optimizer.multitask` (linear, pcgrad, mgda, cagrad, gradops with
              `optimizer.alpha`; `jaxrec.optim.multitask`); metrics `<task>/<metric>`.
 
-Config: `task.name` ('binary' | 'multitask'); for multi-task, `task.names` (default: the
+The third task, 'delayed_feedback' (the DEFUSE streaming protocol over a conversion log), is a
+schedule of its own (`jaxrec.train.delayed_feedback.StreamRun`) that shares the workdir, checkpoints
+and resume, progress bar and TensorBoard of the loop.
+
+Config: `task.name` ('binary' | 'multitask' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
 dataset's label names) and `task.kinds` ('binary' | 'regression' per task; default: 'binary'
 for a column whose train labels are all 0 or 1, else 'regression'). Early stopping names a
 metric of the task, e.g. `early_stopping.metric='like/auc'`.
@@ -35,6 +39,10 @@ from jaxrec.errors import ConfigError, DataError
 from jaxrec.losses import binary_cross_entropy, squared_error
 from jaxrec.optim import multitask as mt
 from jaxrec.train import metrics as metrics_lib
+from jaxrec.train.delayed_feedback import STREAM_DEFAULTS
+
+# Each task's `task.*` keys and their defaults (besides `name`).
+TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS}
 
 # Metrics early stopping can follow and the direction each improves in.
 METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min"}
@@ -166,8 +174,8 @@ def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
     elif t.name == "multitask":
         labels = dataset.splits["train"][LABELS]
         count = labels.shape[1] if labels.ndim == 2 else 1
-        names = tuple(t.names) or tuple(dataset.label_names) or tuple(f"task_{i}" for i in range(count))
-        kinds = tuple(t.kinds) or tuple("binary" if np.isin(labels[:, i], (0.0, 1.0)).all() else "regression"
+        names = tuple(t.get("names", ())) or tuple(dataset.label_names) or tuple(f"task_{i}" for i in range(count))
+        kinds = tuple(t.get("kinds", ())) or tuple("binary" if np.isin(labels[:, i], (0.0, 1.0)).all() else "regression"
                                         for i in range(count)) if labels.ndim == 2 else ("binary",)
         if len(kinds) != len(names) or len(set(names)) != len(names):
             raise ConfigError(f"task.names={names} and task.kinds={kinds}: one distinct name and one kind per task")
@@ -176,7 +184,8 @@ def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
                 raise ConfigError(f"task.kinds contains {k!r}: expected one of {TASK_KINDS}")
         task = MultiTask(names, kinds, combiner(config.optimizer))
     else:
-        raise ConfigError(f"task.name={t.name!r}{_suggest(str(t.name), ('binary', 'multitask'))}; expected 'binary' or 'multitask'")
+        raise ConfigError(f"task.name={t.name!r}: the streaming protocol trains through train.py (loop.train_and_evaluate), "
+                          f"not an experiment; expected 'binary' or 'multitask' here")
     check_metric(task, metric, str(config.early_stopping.mode))
     task.check(dataset, metric)
     return task

@@ -68,8 +68,15 @@ def config_differences(old: dict, new: dict, defaults: dict | None = None) -> di
 
 def data_identity(dataset) -> dict:
     """`{"name", "rows": {split: N}, "sha256"}` of an encoded `Dataset`: the digest covers the
-    features' specs and every batch column of every split (bytes, dtype and shape)."""
+    features' specs and every batch column of every split (bytes, dtype and shape); of a
+    `ConversionLog`, its features, columns and click / conversion times (`rows`: {'clicks': N})."""
     h = hashlib.sha256(repr(dataset.features).encode())
+    if not hasattr(dataset, "splits"):  # a conversion log (jaxrec.data.conversion_logs): one stream of clicks
+        for key, col in sorted({**dataset.columns, "click_ts": dataset.click_ts, "pay_ts": dataset.pay_ts}.items()):
+            col = np.ascontiguousarray(col)
+            h.update(f"{key}/{col.dtype}/{col.shape}".encode())
+            h.update(col.tobytes())
+        return {"name": dataset.name, "rows": {"clicks": len(dataset)}, "sha256": h.hexdigest()}
     for split in sorted(dataset.splits):
         for key in sorted(dataset.batch_keys()):
             col = np.ascontiguousarray(dataset.splits[split][key])

@@ -27,7 +27,8 @@ def test_every_model_maps_a_batch_to_logits(name):
     m = build_model(name, FEATURES)
     v = m.init(jax.random.PRNGKey(0), batch())
     out = m.apply(v, batch(seed=1))
-    assert out.shape == (6,) and out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
+    want = (6, m.num_tasks) if hasattr(m, "num_tasks") else (6,)  # multi-task models: an output per task
+    assert out.shape == want and out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
     assert EMBEDDING in v  # tables live apart from dense params
 
 
