@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.embedding.layer import pool
 from jaxrec.models.ctr.din import target_and_history
 from jaxrec.models.frozen import Frozen
@@ -178,6 +178,7 @@ class CiUBM(nn.Module):
     history: str = "hist_item"
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
     content: Frozen | None = None  # [V_item, content_dim] frozen content vectors (from_dataset)
 
     @classmethod
@@ -197,8 +198,7 @@ class CiUBM(nn.Module):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields, sequences = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables,
-                                           return_sequences=True, name="embedding")(batch)
+        fields, sequences = embedding_layer(self, "embedding", return_sequences=True)(batch)
         target, history, lengths = target_and_history(self, batch, fields, sequences)
         id_interest = TargetAttention(self.attention_hidden, self.activation, self.normalize)(target, history, lengths)
         parts = [fields.reshape(fields.shape[0], -1), id_interest]
