@@ -35,7 +35,8 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import DATA, replicated
-from jaxrec.embedding.layer import EmbeddingLayer, StackLayout, stacked_layout_at
+from jaxrec.embedding.layer import EmbeddingLayer
+from jaxrec.embedding.plan import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding, sharded_lookup, table_sharding
 
 
@@ -57,7 +58,7 @@ class ShardedEmbeddings:
         def interceptor(next_fun, args, kwargs, context):
             if isinstance(context.module, EmbeddingLayer) and context.method_name == "lookup":
                 table, ids, stack = args
-                layout = context.module.stacks[stack]
+                layout = context.module.plan.layouts[stack]
                 return sharded_lookup(self.mesh, table, ids, layout.total_rows, self.rows_for(layout))
             return next_fun(*args, **kwargs)
 

@@ -29,7 +29,6 @@ Also [I], and configurable (`tables.<name>.amtl = {...}`, `AMTLOptions`):
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Mapping, Sequence
 
 import flax.linen as nn
@@ -39,42 +38,9 @@ import numpy as np
 
 from jaxrec.data.dataset import Dataset
 from jaxrec.data.features import Sequence as SequenceFeature, lengths_key
+from jaxrec.embedding.specs import STARTS, AMTLOptions, table_name  # noqa: F401 (AMTLOptions, STARTS: re-exported)
 from jaxrec.errors import ConfigError
 from jaxrec.nn import MLP
-
-STARTS = ("full", "uniform")
-
-
-@dataclasses.dataclass(frozen=True)
-class AMTLOptions:
-    """A table's AMTL settings (config `tables.<name>.amtl`).
-
-    Attributes:
-      hidden: hidden widths of each twin MLP.
-      size_penalty: lambda of the size penalty (module docstring).
-      start: 'full' (start with every value at size D) | 'uniform'.
-    """
-
-    hidden: tuple[int, ...] = (32,)
-    size_penalty: float = 1e-2
-    start: str = "full"
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.start not in STARTS:
-            raise ConfigError(f"amtl.start={self.start!r}: expected one of {STARTS}")
-        if not (self.size_penalty >= 0 and math.isfinite(self.size_penalty)):
-            raise ConfigError(f"amtl.size_penalty={self.size_penalty!r}: expected a finite number >= 0")
-
-    @classmethod
-    def from_items(cls, items) -> "AMTLOptions":
-        """From a config dict or sorted (key, value) pairs; unknown keys raise ConfigError."""
-        opts = dict(items or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(opts) - known:
-            raise ConfigError(f"unknown amtl option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
-        return cls(**opts)
-
 
 def frequency_key(feature: str) -> str:
     """Batch key of a feature's frequency feature u (`[B]`, or `[B, L]` for a sequence)."""
@@ -84,8 +50,6 @@ def frequency_key(feature: str) -> str:
 def table_counts(dataset: Dataset, table: str) -> np.ndarray:
     """Occurrences `[V]` of every row id of `table` in the train split, over all the features that
     read it (a sequence's tokens within its length)."""
-    from jaxrec.embedding.specs import table_name
-
     feats = [f for f in dataset.features if table_name(f) == table]
     if not feats:
         raise ConfigError(f"amtl: no feature reads a table {table!r}")
@@ -102,8 +66,6 @@ def table_counts(dataset: Dataset, table: str) -> np.ndarray:
 def add_frequency_columns(dataset: Dataset, tables: Sequence[str]) -> Dataset:
     """The dataset with `frequency_key(f)` columns (u of each id, from train counts) for every
     feature reading one of `tables`, added to every split and to `Dataset.inputs`."""
-    from jaxrec.embedding.specs import table_name
-
     splits = {s: dict(cols) for s, cols in dataset.splits.items()}
     keys = []
     for t in tables:

@@ -2,7 +2,8 @@
 
 Every scheme is an `IndexScheme`: a pure, deterministic map from integer ids `[...]` to row
 indices `[..., K]` of a table with `num_rows` rows (no vocabulary: any id, seen or not, gets
-rows), plus a fusion of the K looked-up vectors. `CompressedEmbedding` is the Flax module.
+rows), plus a fusion of the K looked-up vectors. `EmbeddingLayer` reads a table through one
+(config `tables.<name>.compression`; `jaxrec.embedding.specs.compression_scheme`).
 Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`.
 
   full          row = id                                              (V rows, the reference)
@@ -10,8 +11,8 @@ Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`
   double_hash   rows = (mix(id) mod N, mix'(id) mod N), summed        (double hashing, N rows)
   qr            rows = (id mod m, m + id div m), summed               (quotient-remainder,
                 Shi et al., KDD 2020; m + ceil(V/m) rows; (q, r) is unique per id; the paper
-                also multiplies: fusion='prod', which needs tables started near 1, as
-                `CompressedEmbedding` does)
+                also multiplies: fusion='prod', which needs rows started near 1, not near 0
+                as the layer's initializers start them: keep the default sum)
   binary_code   Binary Code based Hash Embedding (Yan et al., CIKM 2021, arXiv 2109.02471; notes
                 shared/specs/recsys-methods.md §5): code = mix(id) as L bits; the bits are cut
                 into blocks, 'succession' (runs of t = `block_bits` consecutive bits, the last
@@ -33,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -181,19 +181,3 @@ def fuse(vectors: jax.Array, how: str) -> jax.Array:
     if how == "prod":
         return jnp.prod(vectors, axis=-2)
     return vectors.reshape(vectors.shape[:-2] + (-1,))
-
-
-class CompressedEmbedding(nn.Module):
-    """ids `[...]` -> vectors `[..., D]` (`[..., K * D]` with concat) through `scheme`'s table
-    (`[num_rows, dim]`, parameter `table`)."""
-
-    scheme: IndexScheme
-    dim: int
-    init_std: float = 1e-2
-
-    @nn.compact
-    def __call__(self, ids: jax.Array) -> jax.Array:
-        # quotient-remainder multiplies its two vectors: start them near 1 so the product is not ~0
-        mean = 1.0 if self.scheme.combine == "prod" else 0.0
-        table = self.param("table", lambda k, s: mean + self.init_std * jax.random.normal(k, s), (self.scheme.num_rows, self.dim))
-        return fuse(table[self.scheme.indices(ids)], self.scheme.combine)

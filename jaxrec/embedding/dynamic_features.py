@@ -32,7 +32,8 @@ from flax import traverse_util
 
 from jaxrec.data.features import Feature, is_embedded
 from jaxrec.embedding import dynamic_vocab as dv
-from jaxrec.embedding.layer import StackLayout, draw_rows, stack_path_in
+from jaxrec.embedding.layer import draw_rows
+from jaxrec.embedding.plan import StackLayout, stack_path_in
 from jaxrec.embedding.specs import table_name
 from jaxrec.errors import ConfigError
 
@@ -143,7 +144,7 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
       init_opt: the optimizer's init over such a collection; it is applied to one-row tables
         to learn each slot's initial row (zeros for Adam moments, the initial accumulator for
         Adagrad ...).
-      layouts: `{stack path: StackLayout}` (`embedding_layouts`), with TableSpecs.
+      layouts: `{stack path: StackLayout}` (`EmbeddingPlan.layouts`), with TableSpecs.
       rng: PRNG key for the redrawn rows.
       sharding: `ShardedEmbeddings` when the tables are row-sharded (ids -> physical rows).
     Returns:
@@ -186,3 +187,22 @@ def reset_new_rows(new_rows: Mapping[str, jax.Array], tables: Any, opt_state: An
         return x.at[ids].set(jnp.broadcast_to(init[0], ids.shape + x.shape[1:]), mode="drop")
 
     return traverse_util.unflatten_dict(flat), jax.tree_util.tree_map_with_path(reset, opt_state, initial)
+
+
+def prepare_batch(tables: VocabTables, params: Mapping[str, Any], opt_state: Mapping[str, Any], batch: Mapping[str, jax.Array],
+                  step, init_opt: Callable[[Any], Any], layouts: Mapping[tuple[str, ...], StackLayout], rng: jax.Array,
+                  sharding=None) -> tuple[dict, dict, dict, dict]:
+    """A train step's dynamic-vocabulary glue: keys -> rows (admitting / evicting), then fresh
+    rows and optimizer slots for the rows handed to new keys (`map_batch`, `reset_new_rows`).
+
+    Args:
+      tables: `vocab_tables(features)`.
+      params, opt_state: the TrainState's (`params['vocab']`, `['sparse']`; `opt_state['sparse']`).
+      batch, step: the batch (keys) and the global step.
+      init_opt, layouts, rng, sharding: as for `reset_new_rows`.
+    Returns:
+      (params, opt_state, batch with rows, metrics `{'vocab/<table>/<stat>': scalar}`).
+    """
+    batch, vocabs, metrics, new_rows = map_batch(tables, params["vocab"], batch, step, train=True)
+    sparse, sparse_opt = reset_new_rows(new_rows, params["sparse"], opt_state["sparse"], init_opt, layouts, rng, sharding)
+    return {**params, "sparse": sparse, "vocab": vocabs}, {**opt_state, "sparse": sparse_opt}, batch, metrics

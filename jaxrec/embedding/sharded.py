@@ -60,8 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,9 +67,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxrec.distributed.mesh import AXES, DATA, MODEL
 from jaxrec.embedding.layer import pool
-
-Kind = Literal["mod", "contiguous"]
-KINDS = ("mod", "contiguous")
+from jaxrec.embedding.specs import SHARDINGS as KINDS, Sharding as Kind  # the one list of row placements
 
 
 @dataclasses.dataclass(frozen=True)

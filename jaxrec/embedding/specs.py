@@ -17,12 +17,17 @@ config's `tables` section) override the run-wide defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal, Mapping
 
 from jaxrec.data.features import Feature, Sequence, is_embedded
+from jaxrec.embedding.compressed import IndexScheme
+from jaxrec.errors import ConfigError
 
 
-SHARDINGS = ("mod", "contiguous")
+SHARDINGS = ("mod", "contiguous")  # row placements of a table on a mesh (`jaxrec.embedding.sharded.RowSharding`)
+Sharding = Literal["mod", "contiguous"]
+STARTS = ("full", "uniform")       # AMTL starting points
 OptimizerItems = tuple[tuple[str, Any], ...]  # a sparse optimizer config as sorted (key, value) pairs
 
 
@@ -33,6 +38,37 @@ def optimizer_items(cfg: Mapping[str, Any] | OptimizerItems | None) -> Optimizer
         return None
     items = cfg.items() if isinstance(cfg, Mapping) else cfg
     return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+@dataclasses.dataclass(frozen=True)
+class AMTLOptions:
+    """A table's AMTL settings (config `tables.<name>.amtl`; the mask is `jaxrec.embedding.amtl`).
+
+    Attributes:
+      hidden: hidden widths of each twin MLP.
+      size_penalty: lambda of the size penalty (`jaxrec.embedding.amtl` docstring).
+      start: 'full' (start with every value at size D) | 'uniform'.
+    """
+
+    hidden: tuple[int, ...] = (32,)
+    size_penalty: float = 1e-2
+    start: str = "full"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.start not in STARTS:
+            raise ConfigError(f"amtl.start={self.start!r}: expected one of {STARTS}")
+        if not (self.size_penalty >= 0 and math.isfinite(self.size_penalty)):
+            raise ConfigError(f"amtl.size_penalty={self.size_penalty!r}: expected a finite number >= 0")
+
+    @classmethod
+    def from_items(cls, items) -> "AMTLOptions":
+        """From a config dict or sorted (key, value) pairs; unknown keys raise ConfigError."""
+        opts = dict(items or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(opts) - known:
+            raise ConfigError(f"unknown amtl option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
+        return cls(**opts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +88,7 @@ class TableOptions:
     """
 
     optimizer: OptimizerItems | None = None
-    sharding: Literal["mod", "contiguous"] | None = None
+    sharding: Sharding | None = None
     initializer: Literal["normal", "uniform", "zeros"] | None = None
     init_scale: float | None = None
     compression: OptimizerItems | None = None
@@ -61,9 +97,7 @@ class TableOptions:
     def __post_init__(self):
         object.__setattr__(self, "optimizer", optimizer_items(self.optimizer))
         object.__setattr__(self, "compression", optimizer_items(self.compression))
-        if self.amtl is not None and not hasattr(self.amtl, "size_penalty"):
-            from jaxrec.embedding.amtl import AMTLOptions
-
+        if self.amtl is not None and not isinstance(self.amtl, AMTLOptions):
             object.__setattr__(self, "amtl", AMTLOptions.from_items(self.amtl))
         if self.sharding is not None and self.sharding not in SHARDINGS:
             raise ValueError(f"TableOptions.sharding={self.sharding!r}: expected one of {SHARDINGS}")
@@ -85,7 +119,7 @@ class TableSpec:
     init_scale: float = 1e-4          # normal: std; uniform: half-width
     combiner: Literal["mean", "sum"] = "mean"  # pooling of bags that read this table, unless the feature says
     optimizer: OptimizerItems | None = None
-    sharding: Literal["mod", "contiguous"] | None = None
+    sharding: Sharding | None = None
     scheme: Any = None  # an IndexScheme: ids -> K rows of this (compressed) table, fused; None: row = id
     amtl: Any = None    # AMTLOptions: a per-value size mask after the lookup (jaxrec.embedding.amtl)
 
@@ -169,8 +203,6 @@ def compression_scheme(table: str, vocab_size: int, items: OptimizerItems | None
     """Table `table`'s `IndexScheme` from its `compression` options (None: uncompressed)."""
     if not items:
         return None
-    from jaxrec.embedding.compressed import IndexScheme
-
     opts = dict(items)
     if "vocab_size" in opts:
         raise ValueError(f"tables.{table}.compression: vocab_size comes from the data, do not set it")

@@ -2,8 +2,10 @@
 
 Contract: `model.apply(variables, batch, train=...) -> logits [B]`, where `variables` is
 `{'params': dense, 'embedding': tables}` (see `jaxrec.train.state.variables`). A model takes
-`features` (resolved feature specs) and `tables` (per-table `(name, TableOptions)` pairs,
-which it hands to its `EmbeddingLayer`s); the trainer fills both. A model that derives
+`features` (resolved feature specs) and `tables` (per-table `(name, TableOptions)` pairs);
+the trainer fills both. A model declares its embedding layers, `EMBEDDING_LAYERS = {layer
+name: width or the field holding it}`, and builds them with `embedding_layer(self, name)`:
+the trainer reads the same layers as data (`jaxrec.embedding.plan.embedding_plan`). A model that derives
 constants from the training data (GIN's item graph, CiUBM's content vectors) defines
 `from_dataset(dataset, options) -> {field: Frozen(...)}` and lists those fields in
 `DATA_FIELDS`; they are not config keys. Constants that come from a pre-training stage

@@ -41,7 +41,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 from jaxrec.distributed import runtime
-from jaxrec.embedding.layer import StackLayout, stacked_layout_at
+from jaxrec.embedding.plan import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding
 from jaxrec.errors import CheckpointDamaged
 
@@ -126,7 +126,7 @@ def verify_manifest(step_dir: Path) -> bool:
 class Checkpointer:
     """Saves and restores `(pytree, meta)` pairs at integer steps under `directory`.
 
-    `layouts` (from `jaxrec.embedding.embedding_layouts`) tells which arrays are stacked
+    `layouts` (`EmbeddingPlan.layouts`, `jaxrec.embedding.plan`) tells which arrays are stacked
     embedding tables, to be stored as logical tables; `rows_for` gives the row sharding of
     each stacked table (None: unsharded). `restore` returns logical stacked tables; a sharded run
     places them with `ShardedEmbeddings.shard_state`.

@@ -28,9 +28,8 @@ from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.distributed import runtime
 from jaxrec.distributed.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
-from jaxrec.embedding import embedding_layouts
+from jaxrec.embedding import EmbeddingPlan, embedding_plan
 from jaxrec.embedding.amtl import add_frequency_columns, learned_dims
-from jaxrec.embedding.dynamic_features import placeholder_rows
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.pretrain.cross_features import CrossOptions, add_cross_features
 from jaxrec.train import config as config_lib
@@ -56,9 +55,10 @@ class Experiment:
     steps_per_call: int
     train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
     predict: Any      # jitted (params, chunk) -> outputs [K, B] (or [K, B, T])
-    layouts: dict     # {embedding layer path: StackLayout}, for logical checkpoints
+    layouts: dict     # {stack path: StackLayout} (plan.layouts), for logical checkpoints
     sharding: ShardedEmbeddings | None = None  # row-sharded tables on a mesh (config.mesh)
     amtl: dict = dataclasses.field(default_factory=dict)  # {table: AMTLOptions} of AMTL-masked tables
+    plan: EmbeddingPlan | None = None  # the model's embedding plan (jaxrec.embedding.plan)
 
     def init_state(self, place: bool = True) -> state_lib.TrainState:
         """The initial state (from config.seed), placed on the mesh unless `place=False`."""
@@ -90,7 +90,8 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     if spe == 0:
         raise DataError(f"train split has {n_train} rows, fewer than train.batch_size={t.batch_size}")
     total = spe * int(t.num_epochs)
-    layouts = embedding_layouts(model, placeholder_rows(dataset.features, {k: v[:2] for k, v in dataset.columns("train").items()}))
+    plan = embedding_plan(model)  # the sparse side, as data: stacks, offsets, per-table optimizers, sharding
+    layouts = plan.layouts
     sparse, stacks = make_table_optimizers(config.sparse_optimizer.to_dict(), layouts, total)
     if task.combine is not None and config.sparse_optimizer.rowwise:
         raise ConfigError("task.name='multitask' combines the per-task gradients of the tables too: it needs "
@@ -105,7 +106,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         steps_per_call=steps_per_call(t, spe),
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
         predict=jax.jit(state_lib.make_predict(model, sharding)),
-        layouts=layouts, sharding=sharding, amtl=amtl,
+        layouts=layouts, sharding=sharding, amtl=amtl, plan=plan,
     )
 
 

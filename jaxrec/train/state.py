@@ -10,10 +10,9 @@ gradients) and needed by every prediction.
 The sparse side is updated one of two ways, chosen by the type of `Optimizers.sparse`:
   * an optax `GradientTransformation`: the whole table is a dense parameter (its gradient
     is a `[V, D]` scatter of the row gradients; the update touches every row);
-  * a row-wise `SparseGradientTransformation` (`jaxrec.embedding.sparse_optim`): the step
-    differentiates w.r.t. the gathered rows instead of the table (Flax perturbations, see
-    `jaxrec.embedding.layer`), sums the gradients of duplicate ids, and updates only the
-    touched rows and their optimizer state; the step's cost does not grow with V.
+  * a row-wise `SparseGradientTransformation`: the step differentiates w.r.t. the gathered
+    rows and updates only the touched rows (`jaxrec.embedding.rowwise`, guided by the model's
+    `EmbeddingPlan`); the step's cost does not grow with V.
 
 `train_step` is a pure `(state, batch) -> (state, metrics)`: the gradient half
 (`make_gradient_fn`) then the update half (`make_apply_fn`), which GBA also uses apart
@@ -36,9 +35,9 @@ import optax
 from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
-from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
-from jaxrec.embedding.layer import is_stack, stack_of
-from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
+from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, dynamic_features, rowwise
+from jaxrec.embedding.plan import embedding_plan
+from jaxrec.embedding.sparse_optim import SparseGradientTransformation
 from jaxrec.losses import binary_cross_entropy
 from jaxrec.optim import multitask
 
@@ -111,57 +110,6 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
 bce_loss = binary_cross_entropy  # the default loss: binary CTR (jaxrec.train.tasks.BinaryTask)
 
 
-def stack_row_grads(tables, lookup_ids, row_grads) -> dict:
-    """Gathers one batch's row gradients per stacked table.
-
-    Args:
-      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}` (stack: `stacked`, `stacked_1` ...).
-      lookup_ids: sown ids `{layer...: {name: (ids [B, ...],)}}` (name: `layer.rows_name`).
-      row_grads: gradients w.r.t. the gathered rows `{layer...: {name: [B, ..., D]}}`.
-    Returns:
-      `{stack path: (ids [C], grads [C, D])}`, one pair per stacked table (C: the rows the
-      batch gathered from it, repeats included).
-    """
-    flat_ids, flat_g = traverse_util.flatten_dict(lookup_ids), traverse_util.flatten_dict(row_grads)
-    out = {}
-    for stack, table in traverse_util.flatten_dict(tables).items():
-        layer = stack[:-1]
-        names = sorted(p[-1] for p in flat_g if p[:-1] == layer and stack_of(p[-1]) == stack[-1])
-        ids = jnp.concatenate([flat_ids[layer + (n,)][0].reshape(-1) for n in names]) if names else jnp.zeros((0,), jnp.int32)
-        grads = jnp.concatenate([flat_g[layer + (n,)].reshape(-1, table.shape[1]) for n in names]) if names else jnp.zeros((0, table.shape[1]))
-        out[stack] = (ids, grads)
-    return out
-
-
-def sparse_rowwise_update(optimizers: Optimizers, tables, opt_states, rows: Mapping, sharding=None,
-                          layouts=None, dedup_mode: str = "auto"):
-    """Row-wise update of every stacked table from its row gradients.
-
-    Args:
-      optimizers: their row-wise optimizers (`Optimizers.for_stack`).
-      tables: the EMBEDDING collection, `{layer...: {stack: [V, D]}}`.
-      opt_states: each stack's optimizer state, same tree shape as `tables`.
-      rows: `{stack path: (ids [C], grads [C, D])}` (`stack_row_grads`); repeated ids are
-        summed, id V (padding) is dropped.
-      sharding, layouts: for row-sharded tables (`ShardedEmbeddings`), which store rows in
-        physical order: the logical ids are mapped to physical rows before the update.
-      dedup_mode: 'sort' always merges duplicates by sorting the ids; 'auto' uses a bincount
-        over the rows when the table has no more rows than the batch has ids (`dedup`).
-    Returns:
-      (new tables, new optimizer states); only the touched rows change.
-    """
-    flat_t, flat_s = traverse_util.flatten_dict(tables), traverse_util.flatten_dict(opt_states, is_leaf=lambda p, x: p and is_stack(p[-1]))
-    new_t, new_s = dict(flat_t), dict(flat_s)
-    for stack, table in flat_t.items():
-        ids, grads = rows[stack]
-        vocab = table.shape[0] if sharding is None else layouts[stack].total_rows
-        uids, ugrads = dedup(ids, grads, vocab, capacity=ids.shape[0] if dedup_mode == "sort" else None)
-        if sharding is not None:
-            uids = sharding.physical_ids(uids, layouts[stack])
-        new_t[stack], new_s[stack] = optimizers.for_stack(stack).update(uids, ugrads, table, flat_s[stack])
-    return traverse_util.unflatten_dict(new_t), traverse_util.unflatten_dict(new_s)
-
-
 def _context(sharding):
     return sharding.lookups() if sharding is not None else contextlib.nullcontext()
 
@@ -185,6 +133,7 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
     Both are batch means, so averaging the grads of M batches gives the gradient of their
     union (what GBA's aggregation relies on). Call it inside the sharding's lookup context.
     """
+    plan = embedding_plan(model) if optimizers.rowwise else None
 
     def with_aux(data_loss, sown):
         """Objective = data loss + the terms layers sow into AUX_LOSSES (reported as 'aux_loss')."""
@@ -208,19 +157,13 @@ def make_gradient_fn(model: nn.Module, optimizers: Optimizers, loss_fn: Callable
         return loss, counters, (grads, {})
 
     def row_grads(params, batch: Batch, rng):
-        tables = params["sparse"]
+        def apply(v, mutable):
+            return model.apply(v, batch, train=True, rngs={"dropout": rng}, mutable=mutable)
 
-        def objective(dense, perturbations):
-            logits, sown = model.apply({"params": dense, EMBEDDING: tables, "perturbations": perturbations}, batch,
-                                       train=True, rngs={"dropout": rng}, mutable=[LOOKUP_IDS, COUNTERS, AUX_LOSSES])
-            loss, counters = with_aux(loss_fn(logits, batch[LABELS]), sown)
-            return loss, (sown[LOOKUP_IDS], counters)
-
-        shapes = jax.eval_shape(lambda: model.apply(variables(params), batch, mutable=["perturbations"])[1])
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["perturbations"])
-        (loss, (ids, counters)), (g_dense, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
-            params["dense"], zeros)
-        return loss, counters, ({"dense": g_dense}, stack_row_grads(tables, ids, g_rows))
+        loss, counters, g_dense, rows = rowwise.value_and_row_grads(
+            apply, lambda logits, sown: with_aux(loss_fn(logits, batch[LABELS]), sown), plan,
+            params["dense"], params["sparse"], mutable=[COUNTERS, AUX_LOSSES])
+        return loss, counters, ({"dense": g_dense}, rows)
 
     if combine is not None and optimizers.rowwise:
         raise ValueError("multi-task gradient combination needs an optax sparse optimizer (sparse_optimizer.rowwise=False)")
@@ -240,8 +183,8 @@ def make_apply_fn(optimizers: Optimizers, sharding=None, layouts=None, dedup_mod
             updates, new_opt[side] = tx.update(g, opt_state[side], params[side])
             new_params[side] = optax.apply_updates(params[side], updates)
         if optimizers.rowwise:
-            new_params["sparse"], new_opt["sparse"] = sparse_rowwise_update(
-                optimizers, params["sparse"], opt_state["sparse"], rows, sharding, layouts, dedup_mode)
+            new_params["sparse"], new_opt["sparse"] = rowwise.sparse_rowwise_update(
+                optimizers.for_stack, params["sparse"], opt_state["sparse"], rows, sharding, layouts, dedup_mode)
         return new_params, new_opt
 
     return apply
@@ -254,35 +197,27 @@ def make_train_step(model: nn.Module, optimizers: Optimizers, loss_fn: Callable 
     It is `make_gradient_fn` followed by `make_apply_fn` (`combine`: multi-task, see there).
 
     With `sharding` (a `jaxrec.distributed.ShardedEmbeddings`) the same step runs on its mesh
-    with row-sharded tables: lookups go through shard_map; `layouts` maps embedding layer
-    paths to their StackLayout (`jaxrec.embedding.embedding_layouts`).
+    with row-sharded tables: lookups go through shard_map. `layouts` (`{stack path:
+    StackLayout}`) defaults to the model's `embedding_plan(model).layouts`.
 
     Dynamic-vocabulary features (`encoding='dynamic'`) are mapped from keys to rows first
-    (`jaxrec.embedding.dynamic_features`; needs `layouts`), and their counts join the
-    metrics as `vocab/<table>/<stat>`.
+    (`jaxrec.embedding.dynamic_features.prepare_batch`), and their counts join the metrics as
+    `vocab/<table>/<stat>`.
     """
     vocabs_of = dynamic_features.vocab_tables(_features(model))
-    if vocabs_of and layouts is None:
-        raise ValueError("the model has dynamic-vocabulary features: pass layouts=embedding_layouts(model, batch) "
-                         "so rows handed to new ids can be re-initialised")
+    if layouts is None and (vocabs_of or sharding is not None):
+        layouts = embedding_plan(model).layouts
     gradient = make_gradient_fn(model, optimizers, loss_fn, combine)
     apply = make_apply_fn(optimizers, sharding, layouts, dedup_mode)
-
-    def map_vocab_ids(state: TrainState, batch: Batch, rng):
-        """Dynamic-vocabulary keys -> rows (admitting / evicting), and fresh rows for new keys."""
-        batch, vocabs, metrics, new_rows = dynamic_features.map_batch(vocabs_of, state.params["vocab"], batch, state.step, train=True)
-        tables, sparse_opt = dynamic_features.reset_new_rows(new_rows, state.params["sparse"], state.opt_state["sparse"],
-                                                             optimizers.init_sparse, layouts, rng, sharding)
-        state = state.replace(params={**state.params, "sparse": tables, "vocab": vocabs},
-                              opt_state={**state.opt_state, "sparse": sparse_opt})
-        return state, batch, metrics
 
     def train_step(state: TrainState, batch: Batch):
         dropout_rng = jax.random.fold_in(state.rng, state.step)
         vocab_metrics = {}
         if vocabs_of:
             dropout_rng, reset_rng = jax.random.split(dropout_rng)
-            state, batch, vocab_metrics = map_vocab_ids(state, batch, reset_rng)
+            params, opt_state, batch, vocab_metrics = dynamic_features.prepare_batch(
+                vocabs_of, state.params, state.opt_state, batch, state.step, optimizers.init_sparse, layouts, reset_rng, sharding)
+            state = state.replace(params=params, opt_state=opt_state)
         with _context(sharding):
             loss, counters, grads = gradient(state.params, batch, dropout_rng)
             params, opt_state = apply(state.params, state.opt_state, grads)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec.embedding.compressed import CompressedEmbedding, IndexScheme, fuse, mix_bits, table_bytes
+from jaxrec.embedding.compressed import IndexScheme, fuse, mix_bits, table_bytes
 from jaxrec.errors import ConfigError
 
 V = 5000
@@ -73,17 +73,27 @@ def test_unseen_ids_get_rows():
         assert idx.min() >= 0 and idx.max() < scheme.num_rows
 
 
-def test_module_fuses_by_hand():
-    scheme = IndexScheme("binary_code", 64, num_blocks=2)
-    module = CompressedEmbedding(scheme, dim=3)
-    ids = jnp.array([[1, 2], [3, 63]])
-    params = module.init(jax.random.PRNGKey(0), ids)
-    table = params["params"]["table"]
-    assert table.shape == (scheme.num_rows, 3)
-    out = module.apply(params, ids)
-    np.testing.assert_allclose(out, table[scheme.indices(ids)].sum(-2), rtol=1e-6)
-    concat = CompressedEmbedding(IndexScheme("binary_code", 64, num_blocks=2, fusion="concat"), dim=3)
-    assert concat.apply(concat.init(jax.random.PRNGKey(0), ids), ids).shape == (2, 2, 6)
+def test_layer_fuses_by_hand():
+    """A compressed table inside EmbeddingLayer: each id reads its K rows of the stacked table
+    (at the table's offset) and fuses them."""
+    from jaxrec.data.features import Categorical
+    from jaxrec.embedding import EMBEDDING, EmbeddingLayer
+    from jaxrec.embedding.specs import TableOptions
+
+    feats = (Categorical("a", vocab_size=5), Categorical("item", vocab_size=64))
+    opts = (("item", TableOptions(compression={"kind": "binary_code", "num_blocks": 2})),)
+    layer = EmbeddingLayer(feats, dim=3, tables=opts)
+    scheme = layer.plan.layouts["stacked"].specs[1].scheme
+    batch = {"a": jnp.array([1, 4]), "item": jnp.array([2, 63])}
+    variables = layer.init(jax.random.PRNGKey(0), batch)
+    table = variables[EMBEDDING]["stacked"]
+    assert table.shape == (5 + scheme.num_rows, 3)
+    out = layer.apply(variables, batch)
+    np.testing.assert_allclose(out[:, 1], table[scheme.indices(batch["item"]) + 5].sum(-2), rtol=1e-6)
+    np.testing.assert_array_equal(out[:, 0], table[batch["a"]])
+    concat = (("item", TableOptions(compression={"kind": "binary_code", "num_blocks": 2, "fusion": "concat"})),)
+    with pytest.raises(ValueError, match="fusion 'concat' changes the width"):
+        EmbeddingLayer(feats, dim=3, tables=concat).init(jax.random.PRNGKey(0), batch)
     v = jnp.arange(12.0).reshape(2, 2, 3)
     np.testing.assert_allclose(fuse(v, "prod"), v[:, 0] * v[:, 1])
     np.testing.assert_allclose(fuse(v, "mean"), v.mean(1))
@@ -120,9 +130,7 @@ def test_layer_reads_compressed_tables_by_config(small_config):
     small_config.sparse_optimizer.rowwise = True
     small_config.train.num_epochs = 1
     exp = experiment.build(small_config)
-    item = next(t for t in exp.model.tables if t[0] == "item_id")
-    layer = EmbeddingLayer(feats, 8, tables=(item,))
-    spec = next(t for t in layer.specs[0] if t.name == "item_id")
+    spec = next(t for t in exp.plan.layer("embedding").tables if t.name == "item_id")
     assert spec.scheme is not None and spec.rows == 3 * 2 ** 3 + 2 ** 2  # 1,651 items: L = 11 bits, blocks of 3, 3, 3, 2
     state = exp.init_state()
     chunk = {k: v[:20 * 1024].reshape((20, 1024) + v.shape[1:]) for k, v in exp.dataset.columns("train").items()}

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer, field_names
+from jaxrec.embedding import embedding_layer, field_names
 from jaxrec.nn import MLP
 from jaxrec.nn.apg import APGDense, APGMLP
 
@@ -50,10 +50,11 @@ class APGDNN(nn.Module):
     stop_condition_grad: bool = False
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        fields = embedding_layer(self, "embedding")(batch)
         x = fields.reshape(fields.shape[0], -1)
         mlp = APGMLP(self.hidden, self.rank, self.overparam, self.hypernet_hidden, self.generate_bias, self.low_rank, out_dim=1)
         return mlp(x, condition_of(self, fields))[:, 0]
@@ -67,7 +68,7 @@ class APGDCNv2(APGDNN):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        fields = embedding_layer(self, "embedding")(batch)
         x0 = fields.reshape(fields.shape[0], -1)
         z = condition_of(self, fields)
         x = x0

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.nn import MLP, fm_interaction
 
 
@@ -30,11 +30,12 @@ class DeepFM(nn.Module):
     dropout: float = 0.0
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
+    EMBEDDING_LAYERS = {"embedding": "embed_dim", "linear": 1}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
-        linear = EmbeddingLayer(self.features, 1, self.embed_init_std, tables=self.tables, name="linear")(batch)
+        emb = embedding_layer(self, "embedding")(batch)
+        linear = embedding_layer(self, "linear")(batch)
         y_linear = jnp.sum(linear, axis=(1, 2)) + self.param("bias", nn.initializers.zeros, ())
         y_dnn = MLP(self.hidden, dropout=self.dropout, out_dim=1)(
             emb.reshape(emb.shape[0], -1), train)[:, 0]

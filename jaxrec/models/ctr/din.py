@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature, lengths_key
-from jaxrec.embedding import EmbeddingLayer, field_names
+from jaxrec.embedding import embedding_layer, field_names
 from jaxrec.nn import MLP
 from jaxrec.nn.behaviour import TargetAttention
 
@@ -48,11 +48,11 @@ class DIN(nn.Module):
     dropout: float = 0.0
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields, sequences = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables,
-                                           return_sequences=True, name="embedding")(batch)
+        fields, sequences = embedding_layer(self, "embedding", return_sequences=True)(batch)
         target, history, lengths = target_and_history(self, batch, fields, sequences)
         interest = TargetAttention(self.attention_hidden, self.activation, self.normalize)(target, history, lengths)
         x = jnp.concatenate([fields.reshape(fields.shape[0], -1), interest], -1)

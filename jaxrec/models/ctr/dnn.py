@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.nn import MLP
 
 
@@ -21,9 +21,10 @@ class DNN(nn.Module):
     dropout: float = 0.0
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        emb = embedding_layer(self, "embedding")(batch)
         x = emb.reshape(emb.shape[0], -1)
         return MLP(self.hidden, dropout=self.dropout, out_dim=1)(x, train)[:, 0]

@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.nn import MLP
 from jaxrec.nn.field_transformer import FieldTransformerBlock, compose_field_weights
 
@@ -87,10 +87,11 @@ class FAT(nn.Module):
     attention: str = "auto"
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        z = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        z = embedding_layer(self, "embedding")(batch)
         num_fields = z.shape[1]
         if self.field_bias:
             z = z + self.param("field_bias", nn.initializers.zeros, (num_fields, self.embed_dim))

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import AUX_LOSSES, EmbeddingLayer, field_names
+from jaxrec.embedding import AUX_LOSSES, embedding_layer, field_names
 from jaxrec.nn import MLP
 
 
@@ -76,6 +76,7 @@ class FSCD(nn.Module):
     gammas: tuple[float, float, float] = (1.0, 1.0, 0.0)
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     def costs(self) -> np.ndarray:
         """c_j `[F]` of this model's fields (`field_costs`)."""
@@ -83,7 +84,7 @@ class FSCD(nn.Module):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        fields = embedding_layer(self, "embedding")(batch)
         theta = self.param("keep_logits", nn.initializers.zeros, (fields.shape[1],))  # delta_j = sigmoid(theta_j)
         if train:
             u = jax.random.uniform(self.make_rng("dropout"), fields.shape[:2], minval=1e-6, maxval=1 - 1e-6)

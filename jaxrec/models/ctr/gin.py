@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxrec.data.features import Feature
 from jaxrec.data.graph import cooccurrence_graph
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.models.ctr.din import target_and_history
 from jaxrec.models.frozen import Frozen
 from jaxrec.nn import MLP
@@ -53,6 +53,7 @@ class GIN(nn.Module):
     history: str = "hist_item"
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
     graph: Frozen | None = None  # [3, E]: senders, receivers, weights (from_dataset)
 
     @classmethod
@@ -70,8 +71,7 @@ class GIN(nn.Module):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields, sequences = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables,
-                                           return_sequences=True, name="embedding")(batch)
+        fields, sequences = embedding_layer(self, "embedding", return_sequences=True)(batch)
         target, history, lengths = target_and_history(self, batch, fields, sequences)
         edges = jnp.asarray(self.graph.value)
         senders, receivers, weights = edges[0].astype(jnp.int32), edges[1].astype(jnp.int32), edges[2]

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 
 
 class LR(nn.Module):
@@ -21,8 +21,9 @@ class LR(nn.Module):
     features: tuple[Feature, ...]
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
+    EMBEDDING_LAYERS = {"linear": 1}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        w = EmbeddingLayer(self.features, dim=1, init_std=self.embed_init_std, tables=self.tables, name="linear")(batch)
+        w = embedding_layer(self, "linear")(batch)
         return jnp.sum(w, axis=(1, 2)) + self.param("bias", nn.initializers.zeros, ())

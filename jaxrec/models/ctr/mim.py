@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.models.ctr.din import target_and_history
 from jaxrec.models.frozen import Frozen
 from jaxrec.nn import MLP
@@ -46,12 +46,12 @@ class CiUBM(nn.Module):
     history: str = "hist_item"
     embed_init_std: float = 1e-4
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
     content: Frozen | None = None  # [V_item, content_dim] frozen content vectors (jaxrec.pretrain.content_encoder)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> jnp.ndarray:
-        fields, sequences = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables,
-                                           return_sequences=True, name="embedding")(batch)
+        fields, sequences = embedding_layer(self, "embedding", return_sequences=True)(batch)
         target, history, lengths = target_and_history(self, batch, fields, sequences)
         id_interest = TargetAttention(self.attention_hidden, self.activation, self.normalize)(target, history, lengths)
         parts = [fields.reshape(fields.shape[0], -1), id_interest]

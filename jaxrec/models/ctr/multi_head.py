@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.nn import MLP
 
 
@@ -33,9 +33,10 @@ class MultiHeadDNN(nn.Module):
     activation: str = "leaky_relu"
     embed_init_std: float = 1e-2
     tables: tuple = ()
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool = False) -> dict[str, jnp.ndarray]:
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        emb = embedding_layer(self, "embedding")(batch)
         x = MLP(self.hidden, activation=self.activation, name="trunk")(emb.reshape(emb.shape[0], -1), train)
         return {h: MLP(self.tower, activation=self.activation, out_dim=1, name=f"head_{h}")(x, train)[:, 0] for h in self.heads}

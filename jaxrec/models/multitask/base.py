@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxrec.data.features import Feature
-from jaxrec.embedding import EmbeddingLayer
+from jaxrec.embedding import embedding_layer
 from jaxrec.nn import MLP
 
 
@@ -24,10 +24,11 @@ class MultiTaskModel(nn.Module):
     dropout: float = 0.0
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions), as for the CTR models
+    EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
 
     def inputs(self, batch: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
         """The field embeddings flattened, `[B, F * D]`."""
-        emb = EmbeddingLayer(self.features, self.embed_dim, self.embed_init_std, tables=self.tables, name="embedding")(batch)
+        emb = embedding_layer(self, "embedding")(batch)
         return emb.reshape(emb.shape[0], -1)
 
     def towers(self, per_task: Sequence[jnp.ndarray], train: bool) -> jnp.ndarray:
