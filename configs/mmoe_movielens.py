@@ -20,7 +20,9 @@ def get_config():
     c.dataset.name = "movielens100k"
     c.dataset.data_dir = None  # None: $JAXREC_DATA_DIR/ml-100k, ~/.cache/jaxrec/ml-100k, or download
     c.dataset.labels = "multitask"  # labels [N, 3]: like, love, rating
-    c.task.name = "multitask"       # kinds inferred: like, love binary; rating regression
+    c.task.name = "multitask"
+    c.task.names = ()               # () = the dataset's label names (like, love, rating)
+    c.task.kinds = ()               # () = inferred: like, love binary (0/1 labels); rating regression
     c.model.name = "mmoe"
     c.model.embed_dim = 8
     c.model.num_experts = 4
