@@ -407,6 +407,10 @@ def lookup(spec: DynamicVocabSpec, state: VocabState, raw_ids, step, train: bool
     Returns:
       rows int32 `[...]` in [0, capacity), the new state, and the stats dict (module
       docstring; `stats['new_rows']` bool `[capacity]` marks rows to re-initialise).
+
+    (One function of ~100 lines on purpose: it is one traced program whose phases, dedup,
+    probe, admit, evict and insert, share a dozen intermediate arrays over the unique keys;
+    split, each piece would take and return most of them.)
     """
     hi, lo = _as_keys(raw_ids)
     shape = hi.shape
