@@ -187,7 +187,6 @@ class PSOptions:
 
 def _build(config):
     from jaxrec.train import experiment
-    from jaxrec.train import loop
 
     exp = experiment.build(config)
     if not exp.optimizers.rowwise:

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from jaxrec.distributed import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
-from jaxrec.train import experiment  # noqa: E402
+from jaxrec.train import experiment as experiment_lib  # noqa: E402
 from jaxrec.train import loop  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def experiment(small_config):
     small_config.sparse_optimizer.rowwise = True
     small_config.sparse_optimizer.bias_correction = "row"
     small_config.train.num_epochs = 2
-    return small_config, experiment.build(small_config)
+    return small_config, experiment_lib.build(small_config)
 
 
 def _close(a, b):
@@ -116,4 +116,4 @@ def test_faults_worker_and_shard(cluster, experiment, tmp_path):
     assert steps[1][1] >= seen > 0 and out["shards"][1]["restarted"], (steps, seen)  # back where it was killed
     assert out["handed_out"] == 300 and all(s["lost"] <= 1 for s in out["shards"]), out  # the dead worker's batch
     assert steps[0][0] >= (300 - 1) // 3 and abs(steps[0][0] - steps[1][0]) <= 1, steps
-    assert np.isfinite(experiment.evaluate(exp, state.params, "test")["logloss"])
+    assert np.isfinite(experiment_lib.evaluate(exp, state.params, "test")["logloss"])

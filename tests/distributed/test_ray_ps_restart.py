@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray")
 
 from jaxrec.distributed import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
-from jaxrec.train import experiment  # noqa: E402
+from jaxrec.train import experiment as experiment_lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def cluster():
 def experiment(small_config):
     small_config.sparse_optimizer.rowwise = True
     small_config.sparse_optimizer.bias_correction = "row"
-    return small_config, experiment.build(small_config)
+    return small_config, experiment_lib.build(small_config)
 
 
 def _options(path, **kw):  # few actors (each builds the experiment): 1 worker, 1 shard unless asked

@@ -119,7 +119,7 @@ def test_amtl_by_config_trains_exports_and_warm_starts(small_config, tmp_path):
 
 def test_bad_amtl_options_name_the_key(small_config, tmp_path):
     from jaxrec.errors import ConfigError
-    from jaxrec.train import loop
+    from jaxrec.train import experiment, loop
 
     small_config.tables = {"item_id": {"amtl": {"penalty": 0.1}}}
     with pytest.raises(ConfigError, match=r"tables.item_id: unknown amtl option\(s\) \['penalty'\]"):

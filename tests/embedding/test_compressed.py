@@ -140,6 +140,7 @@ def test_layer_reads_compressed_tables_by_config(small_config):
 
 
 def test_bad_compression_config_names_the_table(small_config):
+    from jaxrec.train import experiment
 
     small_config.tables = {"item_id": {"compression": {"kind": "binary_code", "blocks": 4}}}
     with pytest.raises(ValueError, match="tables.item_id.compression"):

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from jaxrec.data.conversion_logs import DelaySpec, load_conversion_log, synthetic_conversions

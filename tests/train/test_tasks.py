@@ -20,8 +20,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jaxrec.data.dataset import LABELS
-from jaxrec.data.tabular import load_tabular
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.optim import multitask as mt
 from jaxrec.train import multitask as reference
