@@ -39,6 +39,7 @@ from flax import traverse_util
 from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, LOOKUP_IDS, dynamic_features
 from jaxrec.embedding.layer import is_stack, stack_of
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation, dedup
+from jaxrec.losses.bce import bce_loss
 
 Batch = Mapping[str, jnp.ndarray]
 
@@ -104,11 +105,6 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
         params["vocab"] = vocabs
     opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": optimizers.init_sparse(params["sparse"])}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
-
-
-def bce_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
-    """Mean sigmoid cross-entropy of logits `[B]` against labels `[B]`."""
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
 
 
 def stack_row_grads(tables, lookup_ids, row_grads) -> dict:
