@@ -17,7 +17,7 @@ The sparse side is updated one of two ways, chosen by the type of `Optimizers.sp
 
 `train_step` is a pure `(state, batch) -> (state, metrics)`: the gradient half
 (`make_gradient_fn`) then the update half (`make_apply_fn`), which GBA also uses apart
-(`jaxrec.distributed.simulate`). `train_steps` scans it over a
+(`jaxrec.train.straggler_replay`). `train_steps` scans it over a
 chunk of K stacked batches `[K, B, ...]`, so one compiled call runs many steps and the
 Python loop is never the bottleneck.
 """

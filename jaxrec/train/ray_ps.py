@@ -180,9 +180,7 @@ class PSOptions:
 
     @property
     def aggregation(self) -> gba.GBAConfig:
-        if self.mode == "gba":
-            return self.gba or gba.GBAConfig(self.num_workers)
-        return gba.GBAConfig(1 if self.mode == "async" else self.num_workers, tolerance=2**30)
+        return gba.mode_aggregation(self.mode, self.num_workers, gba_config=self.gba)
 
 
 def _build(config):
@@ -461,7 +459,7 @@ class Worker:
     """One non-blocking worker (module docstring). Ray actor; see `ParameterServer`."""
 
     def __init__(self, config, worker_id: int, shards: list, options: PSOptions, slowdown: float = 1.0):
-        from jaxrec.distributed import simulate
+        from jaxrec.train import straggler_replay
         from jaxrec.train import state as state_lib
 
         exp = _build(config)
@@ -470,7 +468,7 @@ class Worker:
         self.data = cols
         n = len(next(iter(cols.values())))
         epochs = -(-options.num_batches * options.local_batch // n) + 1
-        self.order = simulate.local_batch_order(n, options.local_batch, options.num_workers, options.seed, epochs)
+        self.order = straggler_replay.local_batch_order(n, options.local_batch, options.num_workers, options.seed, epochs)
         grad = state_lib.make_gradient_fn(exp.model, exp.optimizers)
         self._grad = jax.jit(lambda p, batch, rng: grad(p, batch, rng)[::2])
         like = exp.init_state(place=False)
