@@ -7,6 +7,12 @@ which it hands to its `EmbeddingLayer`s); the trainer fills both. A model that d
 constants from the training data (GIN's item graph, CiUBM's content vectors) defines
 `from_dataset(dataset, options) -> {field: Frozen(...)}` and lists those fields in
 `DATA_FIELDS`; they are not config keys.
+
+This module is also the one door from `jaxrec.train` into the models (an import-linter
+contract in pyproject.toml): the multi-task models (`MULTITASK_MODELS`, outputs `[B, T]`,
+and `is_shared`, their shared-parameter convention) and the multi-head network of the
+delayed-feedback methods (`MultiHeadDNN`, outputs `{head: [B]}`) are exported here too; they
+are not in `MODELS` because they do not return one logit per row.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from jaxrec.models.ctr.fscd import FSCD
 from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
 from jaxrec.models.ctr.mim import CiUBM
+from jaxrec.models.ctr.multi_head import MultiHeadDNN
+from jaxrec.models.multitask import MULTITASK_MODELS, is_shared
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
           "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM}

@@ -32,7 +32,7 @@ from jaxrec.embedding import embedding_layouts
 from jaxrec.embedding.amtl import add_frequency_columns, learned_dims
 from jaxrec.embedding.dynamic_features import placeholder_rows
 from jaxrec.distributed import runtime
-from jaxrec.distributed.mesh import make_mesh
+from jaxrec.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.errors import ConfigError, DataError, TrainingDiverged
 from jaxrec.models.ctr.pcf_gnn import CrossOptions, add_cross_features

@@ -21,7 +21,7 @@ from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.errors import ConfigError
 from jaxrec.losses.bce import bce
-from jaxrec.models.multitask import is_shared as default_is_shared
+from jaxrec.models import is_shared as default_is_shared
 from jaxrec.optim import multitask as mt
 from jaxrec.train.metrics import auc, logloss
 
