@@ -18,15 +18,17 @@ from jaxrec.errors import ConfigError, DataError, TrainingDiverged
 
 def _setup_logging() -> None:
     """Logging, after joining a multi-process run if this is one (`jaxrec.distributed.launch`):
-    only process 0 logs at INFO."""
+    jaxrec's own records at INFO on process 0 only; other libraries' at WARNING and above
+    (JAX logs its backend probes at INFO, e.g. "Unable to initialize backend 'tpu'" on every
+    CPU run; orbax logs every save)."""
     from absl import logging as absl_logging
 
     from jaxrec.distributed import runtime
 
     runtime.initialize()
 
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("jaxrec").setLevel(logging.INFO if runtime.is_main() else logging.WARNING)
 
 

@@ -73,8 +73,7 @@ MODES = ("gba", "async", "sync")
 RUN_FILE = "run.json"  # the run identity in checkpoint_dir
 MAX_RESTARTS = 10  # per shard: enough for drills, finite so a shard that cannot start fails the run
 # Actors share this machine's cores: one XLA thread each, so N workers do not fight over the cores.
-ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu",
-             "JAXREC_NO_XLA_DEFAULTS": "1"}
+ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu"}
 
 
 def require_ray():
