@@ -3,6 +3,23 @@
     python train.py --config configs/deepfm_movielens.py --workdir runs/deepfm \
         --config.optimizer.lr=3e-4 --config.dataset.data_dir=/data/ml-100k [--profile]
     python eval.py --workdir runs/deepfm --split test [--checkpoint best|latest] [--output m.json]
+
+Why `--config.a.b=value` has its own parser here rather than `ml_collections.config_flags`
+(checked against ml-collections 1.1: `DEFINE_config_file` + `flags.FLAGS(argv)`):
+  * config_flags only overrides keys the config file already has. jaxrec's open sections take
+    new keys: a model's or dataset's options (`--config.model.num_cross=3`, checked against
+    the model's / loader's signature by `validate`), `--config.cross_features.<key>`, and
+    per-table options (`--config.tables.<table>.sharding=contiguous`, the `<table>` section
+    created on the fly). config_flags answers those with `AttributeError: 'num_cross'` /
+    `KeyError: 'item'`.
+  * config_flags refuses to override a key whose value is None ("Type NoneType ... is not
+    supported for overriding"), e.g. `sparse_optimizer.initial_accumulator`; here the text
+    is parsed as a Python literal (a bare string if it is not one).
+  * Errors here name the whole key, its section's valid keys and a close match
+    (`unknown config key 'config.train.batchsize' (did you mean 'batch_size'?)`), as a
+    `ConfigError` (exit 2); config_flags raises the bare attribute name.
+  * `train_main(argv)` / `eval_main(argv)` are called many times in one process (tests,
+    `benchmarks/bad_inputs.py`); absl's `FLAGS` is process-global state defined once.
 """
 
 from __future__ import annotations
