@@ -11,9 +11,9 @@ synchronous hyper-parameters; N = 8 workers with local batch b = B / N. The numb
 is the one hyper-parameter tuned here, once, for sync: the best validation-AUC epoch of a
 seed-0 sync run. Then, per seed and straggler setting (s, r), every mode of
 `jaxrec.distributed.straggler` runs the same local batches with those hyper-parameters
-unchanged (`jaxrec.distributed.simulate`), and is evaluated on the test split.
+unchanged (`jaxrec.train.straggler_replay`), and is evaluated on the test split.
 
-The `ray` part runs the real parameter server (`jaxrec.distributed.ray_ps`) on this machine:
+The `ray` part runs the real parameter server (`jaxrec.train.ray_ps`) on this machine:
 4 worker processes, one slowed 4x (it sleeps 3x its batch's pull + compute time before pushing), 2 server
 shards, sync (a barrier every step) against GBA on the same number of MovieLens examples;
 wall-clock of the run (actors started and compiled beforehand) and test AUC, per repeat.
@@ -33,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 import common
-from jaxrec.distributed import simulate, straggler
+from jaxrec.distributed import straggler
+from jaxrec.train import straggler_replay
 from jaxrec.optim import gba
 from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
@@ -80,13 +81,13 @@ def tune(part: str, args) -> tuple:
     for lr in args.lr_grid or [None]:
         exp = experiment.build(config(part, args, lr), dataset)
         dataset = exp.dataset
-        replayer = simulate.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), args.local_batch)
+        replayer = straggler_replay.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), args.local_batch)
         per_epoch = replayer.num_rows // (args.local_batch * args.workers) * args.workers
         epochs = int(exp.config.train.num_epochs)
-        order = simulate.local_batch_order(replayer.num_rows, args.local_batch, args.workers, 0, epochs)
+        order = straggler_replay.local_batch_order(replayer.num_rows, args.local_batch, args.workers, 0, epochs)
         state, valid = init_state(exp, 0), []
         for e in tqdm(range(epochs), desc=f"tune sync (lr {exp.config.optimizer.lr:g})"):
-            state = simulate.simulate(replayer, "sync", straggler.SpeedModel(args.workers, jitter=0.0), state, order,
+            state = straggler_replay.simulate(replayer, "sync", straggler.SpeedModel(args.workers, jitter=0.0), state, order,
                                       per_epoch, first_batch=e * per_epoch).state
             valid.append(float(experiment.evaluate(exp, state.params, "valid")["auc"]))
         curves[float(exp.config.optimizer.lr)] = valid
@@ -95,7 +96,7 @@ def tune(part: str, args) -> tuple:
     return best[1], best[2], best[3], curves
 
 
-def record(out: simulate.Replay, exp, wall: float, step_times: np.ndarray | None = None, curve: bool = False) -> dict:
+def record(out: straggler_replay.Replay, exp, wall: float, step_times: np.ndarray | None = None, curve: bool = False) -> dict:
     """One run's figures; `step_times` replaces the replay's own update times (sync, replayed once)."""
     stale, times = out.staleness, out.step_times if step_times is None else step_times
     r = {"metrics": metrics(exp, out.state.params), "time": float(times[-1]), "steps": out.steps,
@@ -117,9 +118,9 @@ def run_part(part: str, args) -> dict:
     runs = []
     with tqdm(total=len(args.seeds) * (1 + len(SETTINGS) * (len(MODES) - 1)), desc=f"{part} runs") as bar:
         for seed in args.seeds:
-            order = simulate.local_batch_order(replayer.num_rows, args.local_batch, args.workers, seed, epochs)
+            order = straggler_replay.local_batch_order(replayer.num_rows, args.local_batch, args.workers, seed, epochs)
             t0 = time.perf_counter()
-            sync = simulate.simulate(replayer, "sync", straggler.SpeedModel(args.workers, jitter=0.0), init_state(exp, seed),
+            sync = straggler_replay.simulate(replayer, "sync", straggler.SpeedModel(args.workers, jitter=0.0), init_state(exp, seed),
                                      order, num_batches)
             sync_wall = time.perf_counter() - t0
             bar.update()
@@ -132,7 +133,7 @@ def run_part(part: str, args) -> dict:
                 runs.append({"seed": seed, "s": s, "r": r, "mode": "sync", **record(sync, exp, sync_wall, barriers, curve)})
                 for mode in MODES[1:]:
                     t0 = time.perf_counter()
-                    out = simulate.simulate(replayer, mode, speed, init_state(exp, seed), order, num_batches,
+                    out = straggler_replay.simulate(replayer, mode, speed, init_state(exp, seed), order, num_batches,
                                             gba_config=gba_config, backups=args.backups, bound=args.bound)
                     runs.append({"seed": seed, "s": s, "r": r, "mode": mode,
                                  **record(out, exp, time.perf_counter() - t0, curve=curve)})
@@ -149,7 +150,7 @@ def run_ray(args) -> dict:
     """Sync vs GBA on the Ray parameter server, real wall-clock (module docstring)."""
     import ray
 
-    from jaxrec.distributed import ray_ps
+    from jaxrec.train import ray_ps
 
     workers, b = 4, 256
     exp = experiment.build(config("movielens", args))
@@ -179,7 +180,7 @@ def ray_section(d: dict) -> list[str]:
     ratios = [s["seconds"] / g["seconds"] for s, g in zip(by["sync"], by["gba"])]
     auc = {m: np.mean([r["metrics"]["test"]["auc"] for r in rs]) for m, rs in by.items()}
     lines = ["## Real processes: the Ray parameter server", "", f"`{d['command']}`  ", f"Machine: {common.machine_line(d['machine'])}.", "",
-             f"`jaxrec.distributed.ray_ps` on this machine: {d['workers']} worker processes (slowdowns {d['slowdowns']}: the",
+             f"`jaxrec.train.ray_ps` on this machine: {d['workers']} worker processes (slowdowns {d['slowdowns']}: the",
              f"slow one sleeps 3x its batch's pull + compute time before pushing), {d['shards']} server shards, b = {d['local_batch']}, the",
              f"MovieLens config above, {d['local_batches']:,} local batches ({d['epochs']} epochs) per run; sync = the same server",
              "with a barrier every step. Wall-clock of the run once every actor is up and compiled; ratio per repeat",
@@ -296,7 +297,7 @@ def write_doc() -> None:
     real = data.pop("ray", None)
     lines = ["# GBA: switching between synchronous and asynchronous training", "",
              "GBA (`jaxrec.optim.gba`, arXiv 2205.11048) against synchronous all-reduce and the asynchronous modes,",
-             "on the straggler simulator (`jaxrec.distributed.straggler` for the timing, `jaxrec.distributed.simulate`",
+             "on the straggler simulator (`jaxrec.distributed.straggler` for the timing, `jaxrec.train.straggler_replay`",
              "for the real gradient math and optimizer). Generated by `benchmarks/gba_experiments.py`; the JSON of each",
              "part is in `benchmarks/results/gba_<part>.json`.", "",
              "Modes: **sync** (barrier every step, global batch B = N b), **gba** (non-blocking workers, the server",
@@ -342,15 +343,15 @@ def write_doc() -> None:
               "  training; across processes, `python -m jaxrec.distributed.launch --processes N train.py ...` runs the same",
               "  step over `jax.distributed` (gloo on CPU) and equals one process within 1e-5",
               "  (`tests/distributed/test_multiprocess.py`). With equal speeds the simulator's sync mode equals that",
-              "  trainer's steps (`tests/distributed/test_simulate.py`).",
+              "  trainer's steps (`tests/train/test_straggler_replay.py`).",
               "- **GBA as one SPMD collective** (`jaxrec.distributed.gba_collective`): each device computes its gradient at",
               "  its own stale version, weighted by its decay, `psum`/`all_gather`ed over `data`; equal to the pure",
               "  aggregation within 1e-6 on 8 CPU devices (`tests/distributed/test_gba_collective.py`).",
-              "- **Switching** sync -> GBA -> sync in one run (`simulate.simulate` chained, optimizer state and",
-              "  hyper-parameters carried over): `tests/distributed/test_simulate.py` checks the loss is continuous. On the",
-              "  real runtimes, `train.py` -> Ray GBA -> `train.py` through checkpoints: `tests/distributed/test_ray_ps.py`.",
+              "- **Switching** sync -> GBA -> sync in one run (`straggler_replay.simulate` chained, optimizer state and",
+              "  hyper-parameters carried over): `tests/train/test_straggler_replay.py` checks the loss is continuous. On the",
+              "  real runtimes, `train.py` -> Ray GBA -> `train.py` through checkpoints: `tests/train/test_ray_ps.py`.",
               "- **Faults** (Ray): a killed worker's gradient is dropped and a replacement joins; a killed server shard is",
-              "  restarted by Ray from its last checkpoint (`tests/distributed/test_ray_ps.py`).", ""]
+              "  restarted by Ray from its last checkpoint (`tests/train/test_ray_ps.py`).", ""]
     common.write_page("gba.md", lines)
 
 

@@ -1,10 +1,9 @@
-"""Distributed execution: device meshes (axes `data` and `model`) and the shardings built on them.
+"""Distributed execution on a device mesh (the mesh itself and its axes: `jaxrec.mesh`).
 
-See `mesh.py`. Sharded embedding lookup lives with the tables, in `jaxrec.embedding.sharded`.
-GBA (`jaxrec.optim.gba`) on a mesh is `gba_collective.py`; the straggler simulator is
-`straggler.py` (when gradients arrive) and `simulate.py` (replaying them with the real math).
+`runtime.py` joins a multi-process run and `launch.py` starts one; `sharded_embeddings.py`
+places row-sharded tables and their optimizer state on the mesh (the sharded lookup lives
+with the tables, in `jaxrec.embedding.sharded`). GBA (`jaxrec.optim.gba`) on a mesh is
+`gba_collective.py`; `straggler.py` schedules when each worker's gradient arrives. The
+training runtimes built on these (the straggler replay, the Ray parameter server) are in
+`jaxrec.train` (`straggler_replay.py`, `ray_ps.py`).
 """
-
-from jaxrec.distributed.mesh import AXES, DATA, MODEL, batch_sharding, make_mesh, replicated
-
-__all__ = ["AXES", "DATA", "MODEL", "batch_sharding", "make_mesh", "replicated"]

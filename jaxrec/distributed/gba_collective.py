@@ -21,7 +21,7 @@ import jax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxrec.distributed.mesh import DATA
+from jaxrec.mesh import DATA
 from jaxrec.errors import ConfigError
 from jaxrec.optim import gba
 

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxrec.distributed import runtime
-from jaxrec.distributed.mesh import DATA, replicated
+from jaxrec.mesh import DATA, replicated
 from jaxrec.embedding.layer import EmbeddingLayer
 from jaxrec.embedding.plan import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding, sharded_lookup, table_sharding

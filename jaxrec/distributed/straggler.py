@@ -38,8 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxrec.errors import ConfigError
-
-MODES = ("sync", "backup", "async", "ssp", "gba")
+from jaxrec.optim.gba import MODES  # the modes a schedule is made for (their aggregation: gba.mode_aggregation)
 
 
 @dataclasses.dataclass(frozen=True)

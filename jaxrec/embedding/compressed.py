@@ -26,7 +26,8 @@ Memory is `num_rows * dim * 4` bytes (float32), counted exactly by `table_bytes`
                 distinct index tuples at any blocking (tested); the hash of a raw value is
                 whatever made the id (`jaxrec.data.encoding`).
 
-`mix` is the murmur3 32-bit finaliser (bijective); `mix'` the same on a salted id.
+`mix` is the murmur3 32-bit finaliser (`jaxrec.embedding.hashing.fmix32`, bijective); `mix'`
+the same on a salted id.
 """
 
 from __future__ import annotations
@@ -37,18 +38,11 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxrec.embedding.hashing import fmix32
 from jaxrec.errors import ConfigError
 
 KINDS = ("full", "hash", "double_hash", "qr", "binary_code")
 FUSIONS = ("sum", "mean", "concat", "prod")
-
-
-def mix32(x: jax.Array) -> jax.Array:
-    """murmur3's 32-bit finaliser: a bijection on uint32 that spreads the bits of nearby ids."""
-    x = jnp.asarray(x).astype(jnp.uint32)
-    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
-    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
-    return x ^ (x >> 16)
 
 
 def mix_bits(x: jax.Array, bits: int) -> jax.Array:
@@ -148,10 +142,10 @@ class IndexScheme:
         if self.kind == "full":
             return jnp.clip(ids, 0, self.vocab_size - 1).astype(jnp.int32)[..., None]  # the full table has no spare rows
         if self.kind == "hash":
-            return (mix32(ids) % jnp.uint32(self.buckets)).astype(jnp.int32)[..., None]
+            return (fmix32(ids) % jnp.uint32(self.buckets)).astype(jnp.int32)[..., None]
         if self.kind == "double_hash":
             n = jnp.uint32(self.buckets)
-            return jnp.stack([mix32(ids) % n, mix32(mix32(ids) ^ jnp.uint32(0x9E3779B9)) % n], -1).astype(jnp.int32)
+            return jnp.stack([fmix32(ids) % n, fmix32(fmix32(ids) ^ jnp.uint32(0x9E3779B9)) % n], -1).astype(jnp.int32)
         if self.kind == "qr":
             m, x = self.buckets, ids.astype(jnp.int32)
             quotient = jnp.minimum(x // m, math.ceil(self.vocab_size / m) - 1)  # ids beyond V share the last quotient row

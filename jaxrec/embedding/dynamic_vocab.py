@@ -116,6 +116,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.data.encoding import split_uint64, stable_hash
+from jaxrec.embedding.hashing import fmix32
 
 ADMISSIONS = ("none", "min_count", "bloom")
 SCALAR_STATS = (
@@ -255,17 +256,8 @@ def keys_from_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # Hashing and the open-addressing primitives (device side, uint32 arithmetic only).
 
 
-def _fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3 finaliser on uint32 (wrapping multiplies)."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
 def _mix(hi: jax.Array, lo: jax.Array, seed: np.uint32) -> jax.Array:
-    return _fmix32(lo ^ _fmix32(hi ^ seed))
+    return fmix32(lo ^ fmix32(hi ^ seed))
 
 
 def _probe_slots(hi: jax.Array, lo: jax.Array, n_slots: int, probes: int, seed: np.uint32) -> jax.Array:

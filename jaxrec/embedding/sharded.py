@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxrec.distributed.mesh import AXES, DATA, MODEL
+from jaxrec.mesh import AXES, DATA, MODEL
 from jaxrec.embedding.layer import pool
 from jaxrec.embedding.specs import SHARDINGS as KINDS, Sharding as Kind  # the one list of row placements
 
@@ -188,7 +188,7 @@ def unshard_table(sharded, vocab_size: int, kind: Kind | RowSharding = "mod", nu
 
 def _check(mesh: Mesh, table, batch: int, vocab_size: int, rs: RowSharding) -> None:
     if tuple(mesh.axis_names) != AXES:
-        raise ValueError(f"mesh axes must be {AXES} (jaxrec.distributed.make_mesh), got {mesh.axis_names}")
+        raise ValueError(f"mesh axes must be {AXES} (jaxrec.mesh.make_mesh), got {mesh.axis_names}")
     if table.shape[0] != rs.padded_rows(vocab_size):
         raise ValueError(f"sharded table has {table.shape[0]} rows; vocab_size={vocab_size} on {rs.num_shards} "
                          f"shards needs {rs.padded_rows(vocab_size)} (use shard_table)")

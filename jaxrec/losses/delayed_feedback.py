@@ -60,6 +60,8 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
+from jaxrec.losses.basic import bce  # y l+ + (1 - y) l-, elementwise
+
 Outputs = Mapping[str, jnp.ndarray]
 Targets = Mapping[str, jnp.ndarray]
 
@@ -75,11 +77,6 @@ def pos_term(s: jnp.ndarray) -> jnp.ndarray:
 def neg_term(s: jnp.ndarray) -> jnp.ndarray:
     """l- = -log(1 - sigmoid(s)), elementwise."""
     return jax.nn.softplus(s)
-
-
-def bce(s: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """Elementwise cross-entropy y l+ + (1 - y) l- of logits `s` against labels `y`."""
-    return y * pos_term(s) + (1 - y) * neg_term(s)
 
 
 def weighted_mean(values: jnp.ndarray, targets: Targets, mask: jnp.ndarray | None = None) -> jnp.ndarray:

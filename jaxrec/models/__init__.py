@@ -12,6 +12,11 @@ constants from the training data (GIN's item graph, CiUBM's content vectors) def
 (CiUBM's content vectors) are filled by `jaxrec.pretrain` instead, and passed in.
 
 Multi-task models (`jaxrec.models.multitask`) output `[B, T]`; the trainer fills `num_tasks`.
+
+This module is the one door from `jaxrec.train` into the models (an import-linter contract in
+pyproject.toml): besides `MODELS` it exports `is_shared` (the multi-task shared-parameter
+convention) and the multi-head network of the delayed-feedback methods (`MultiHeadDNN`,
+outputs `{head: [B]}`, not in `MODELS`: the streaming task builds it per method family).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from jaxrec.models.ctr.fscd import FSCD
 from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
 from jaxrec.models.ctr.mim import CiUBM
-from jaxrec.models.multitask import MULTITASK_MODELS
+from jaxrec.models.ctr.multi_head import MultiHeadDNN
+from jaxrec.models.multitask import MULTITASK_MODELS, is_shared
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
           "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM, **MULTITASK_MODELS}

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 from jaxrec.errors import ConfigError
 
 DECAYS = ("drop", "exp", "inverse")
+MODES = ("sync", "backup", "async", "ssp", "gba")
+NO_DECAY = 2**30  # a tolerance no staleness reaches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,25 @@ class GBAConfig:
             raise ConfigError(f"gba.decay={self.decay!r}: expected one of {DECAYS}")
         if not 0.0 <= self.decay_rate <= 1.0:
             raise ConfigError(f"gba.decay_rate must be in [0, 1], got {self.decay_rate!r}")
+
+
+def mode_aggregation(mode: str, num_workers: int, *, backups: int = 1, gba_config: GBAConfig | None = None) -> GBAConfig:
+    """The accumulator options under which this one aggregation runs training mode `mode` with
+    N = `num_workers` workers (the straggler replay `jaxrec.train.straggler_replay` and the Ray
+    parameter server `jaxrec.train.ray_ps` both take their modes from here):
+
+        sync     M = N, no decay (staleness is always 0)   = the synchronous global-batch step
+        backup   M = N - backups, no decay (late gradients discarded by the schedule)
+        async    M = 1, no decay (stale gradients applied as they are)
+        ssp      M = 1, no decay (staleness bounded by the schedule)
+        gba      M = N with GBA's decay of stale gradients (`gba_config`, default GBAConfig(N))
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: expected one of {MODES}")
+    if mode == "gba":
+        return gba_config or GBAConfig(num_aggregate=num_workers)
+    m = {"sync": num_workers, "backup": num_workers - backups, "async": 1, "ssp": 1}[mode]
+    return GBAConfig(num_aggregate=m, tolerance=NO_DECAY)
 
 
 class GBAState(NamedTuple):

@@ -4,6 +4,23 @@
         --config.optimizer.lr=3e-4 --config.dataset.data_dir=/data/ml-100k [--profile]
     python eval.py --workdir runs/deepfm --split test [--checkpoint best|latest] [--output m.json] \
         [--config.dataset.path=/new/place/clicks.csv]
+
+Why `--config.a.b=value` has its own parser here rather than `ml_collections.config_flags`
+(checked against ml-collections 1.1: `DEFINE_config_file` + `flags.FLAGS(argv)`):
+  * config_flags only overrides keys the config file already has. jaxrec's open sections take
+    new keys: a model's or dataset's options (`--config.model.num_cross=3`, checked against
+    the model's / loader's signature by `validate`), `--config.cross_features.<key>`, and
+    per-table options (`--config.tables.<table>.sharding=contiguous`, the `<table>` section
+    created on the fly). config_flags answers those with `AttributeError: 'num_cross'` /
+    `KeyError: 'item'`.
+  * config_flags refuses to override a key whose value is None ("Type NoneType ... is not
+    supported for overriding"), e.g. `sparse_optimizer.initial_accumulator`; here the text
+    is parsed as a Python literal (a bare string if it is not one).
+  * Errors here name the whole key, its section's valid keys and a close match
+    (`unknown config key 'config.train.batchsize' (did you mean 'batch_size'?)`), as a
+    `ConfigError` (exit 2); config_flags raises the bare attribute name.
+  * `train_main(argv)` / `eval_main(argv)` are called many times in one process (tests,
+    `benchmarks/bad_inputs.py`); absl's `FLAGS` is process-global state defined once.
 """
 
 from __future__ import annotations
@@ -19,15 +36,17 @@ from jaxrec.errors import ConfigError, DataError, TrainingDiverged
 
 def _setup_logging() -> None:
     """Logging, after joining a multi-process run if this is one (`jaxrec.distributed.launch`):
-    only process 0 logs at INFO."""
+    jaxrec's own records at INFO on process 0 only; other libraries' at WARNING and above
+    (JAX logs its backend probes at INFO, e.g. "Unable to initialize backend 'tpu'" on every
+    CPU run; orbax logs every save)."""
     from absl import logging as absl_logging
 
     from jaxrec.distributed import runtime
 
     runtime.initialize()
 
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("jaxrec").setLevel(logging.INFO if runtime.is_main() else logging.WARNING)
 
 

@@ -30,7 +30,7 @@ from jaxrec.data.dataset import LABELS
 from jaxrec.data.delayed_feedback import Protocol, Stream, Windows, build_stream, pretrain_targets, true_labels
 from jaxrec.errors import ConfigError
 from jaxrec.losses import delayed_feedback as dfl
-from jaxrec.models.ctr.multi_head import MultiHeadDNN
+from jaxrec.models import MultiHeadDNN
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.state import Optimizers, TrainState, init_state, make_train_step, variables
 

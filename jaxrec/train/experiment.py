@@ -26,7 +26,7 @@ from jaxrec import pretrain
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.distributed import runtime
-from jaxrec.distributed.mesh import make_mesh
+from jaxrec.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.embedding import EmbeddingPlan, embedding_plan
 from jaxrec.embedding.amtl import add_frequency_columns, learned_dims

@@ -20,7 +20,8 @@ import optax
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.errors import ConfigError
-from jaxrec.models.multitask import is_shared as default_is_shared
+from jaxrec.losses import bce
+from jaxrec.models import is_shared as default_is_shared
 from jaxrec.optim import multitask as mt
 from jaxrec.train.metrics import auc, logloss
 
@@ -29,9 +30,9 @@ KINDS = ("binary", "regression")
 
 def task_losses(outputs: jax.Array, labels: jax.Array, kinds: Sequence[str]) -> jax.Array:
     """Per-task mean losses `[T]` of outputs / labels `[B, T]`: BCE for 'binary', squared error for 'regression'."""
-    bce = optax.sigmoid_binary_cross_entropy(outputs, labels).mean(axis=0)
+    binary = bce(outputs, labels).mean(axis=0)
     mse = jnp.square(outputs - labels).mean(axis=0)
-    return jnp.where(jnp.asarray([k == "binary" for k in kinds]), bce, mse)
+    return jnp.where(jnp.asarray([k == "binary" for k in kinds]), binary, mse)
 
 
 def _check(kinds: Sequence[str]) -> None:

@@ -16,7 +16,7 @@ The sparse side is updated one of two ways, chosen by the type of `Optimizers.sp
 
 `train_step` is a pure `(state, batch) -> (state, metrics)`: the gradient half
 (`make_gradient_fn`) then the update half (`make_apply_fn`), which GBA also uses apart
-(`jaxrec.distributed.simulate`). `train_steps` scans it over a
+(`jaxrec.train.straggler_replay`). `train_steps` scans it over a
 chunk of K stacked batches `[K, B, ...]`, so one compiled call runs many steps and the
 Python loop is never the bottleneck.
 """
@@ -38,7 +38,7 @@ from flax import traverse_util
 from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, dynamic_features, rowwise
 from jaxrec.embedding.plan import embedding_plan
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation
-from jaxrec.losses import binary_cross_entropy
+from jaxrec.losses import bce_loss
 from jaxrec.optim import multitask
 
 Batch = Mapping[str, jnp.ndarray]
@@ -105,9 +105,6 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
         params["vocab"] = vocabs
     opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": optimizers.init_sparse(params["sparse"])}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
-
-
-bce_loss = binary_cross_entropy  # the default loss: binary CTR (jaxrec.train.tasks.BinaryTask)
 
 
 def _context(sharding):

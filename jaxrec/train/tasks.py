@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.errors import ConfigError, DataError
-from jaxrec.losses import binary_cross_entropy, squared_error
+from jaxrec.losses import bce_loss, squared_error
 from jaxrec.optim import multitask as mt
 from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.delayed_feedback import STREAM_DEFAULTS
@@ -69,7 +69,7 @@ class BinaryTask:
 
     def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
         """Mean sigmoid cross-entropy of logits `[B]` against labels `[B]`."""
-        return binary_cross_entropy(outputs, labels)
+        return bce_loss(outputs, labels)
 
     def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
         """Exact metrics of a whole split (`jaxrec.train.metrics.binary_metrics`)."""
@@ -107,7 +107,7 @@ class MultiTask:
     def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
         """Per-task mean losses `[T]` of outputs / labels `[B, T]`: BCE ('binary') or squared error."""
         binary = jnp.asarray([k == "binary" for k in self.kinds])
-        return jnp.where(binary, binary_cross_entropy(outputs, labels, axis=0), squared_error(outputs, labels, axis=0))
+        return jnp.where(binary, bce_loss(outputs, labels, axis=0), squared_error(outputs, labels, axis=0))
 
     def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
         """`{'<task>/auc', '<task>/logloss', ('<task>/gauc')}` per binary task, `{'<task>/mse'}` per regression one."""

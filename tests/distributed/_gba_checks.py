@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.distributed.gba_collective import gba_global_gradient
-from jaxrec.distributed.mesh import make_mesh
+from jaxrec.mesh import make_mesh
 from jaxrec.optim import gba
 
 V, D, b = 11, 4, 3

@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxrec.distributed import batch_sharding, make_mesh  # noqa: E402
+from jaxrec.mesh import batch_sharding, make_mesh  # noqa: E402
 from jaxrec.embedding.layer import pool  # noqa: E402
 from jaxrec.embedding.sharded import (RowSharding, shard_table, sharded_bag_lookup, sharded_lookup,  # noqa: E402
                                       table_sharding, unshard_table)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec.distributed import batch_sharding, make_mesh, replicated
+from jaxrec.mesh import batch_sharding, make_mesh, replicated
 from jaxrec.embedding.sharded import RowSharding, shard_table, sharded_bag_lookup, sharded_lookup, unshard_table
 from tests.distributed import run_on_8_cpu_devices
 

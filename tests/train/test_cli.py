@@ -148,3 +148,19 @@ def test_eval_of_a_workdir_without_checkpoints_or_with_a_broken_config(tmp_path,
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ConfigError, match=r"a_file: exists and is not a directory"):
         train_and_evaluate(small_config, tmp_path / "a_file")
+
+
+def test_cli_logging_keeps_jaxrec_info_and_hides_jax_backend_probes():
+    """On CPU, JAX logs "Unable to initialize backend 'tpu'" at INFO while probing; the CLI's
+    logging shows jaxrec's INFO records and other libraries' warnings only."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import logging, jax\nfrom jaxrec.train import cli\ncli._setup_logging()\njax.devices()\n"
+            "logging.getLogger('jaxrec.train.loop').info('epoch 1 done')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "epoch 1 done" in out.stderr
+    assert "Unable to initialize backend" not in out.stderr, out.stderr

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxrec.data import batching
-from jaxrec.distributed import simulate, straggler
+from jaxrec.distributed import straggler
+from jaxrec.train import straggler_replay
 from jaxrec.distributed.straggler import Arrival, SpeedModel
 from jaxrec.errors import ConfigError
 from jaxrec.optim import gba
@@ -37,9 +38,9 @@ def test_sync_replay_equals_the_trainer(small_config, rowwise):
     _, chunk = next(batching.train_chunks(cols, 256, 6, int(small_config.seed), 0))
     trained, _ = exp.train_steps(exp.init_state(), chunk)
 
-    replayer = simulate.Replayer(exp.model, exp.optimizers, cols, local_batch=64)
-    order = simulate.local_batch_order(replayer.num_rows, 64, 4, int(small_config.seed), 1)
-    out = simulate.simulate(replayer, "sync", SpeedModel(4, jitter=0.0), exp.init_state(), order, 24)
+    replayer = straggler_replay.Replayer(exp.model, exp.optimizers, cols, local_batch=64)
+    order = straggler_replay.local_batch_order(replayer.num_rows, 64, 4, int(small_config.seed), 1)
+    out = straggler_replay.simulate(replayer, "sync", SpeedModel(4, jitter=0.0), exp.init_state(), order, 24)
     assert out.steps == 6 and int(out.state.step) == 6 and out.staleness.tolist() == [24]
     _close(out.state.params, trained.params, atol=2e-6)
     _close(out.state.opt_state, trained.opt_state, atol=2e-6)
@@ -51,8 +52,8 @@ def test_stale_gradients_use_their_version_and_decay(small_config):
     exp = _experiment(small_config, rowwise=True, batch_size=256)
     cols = exp.dataset.columns("train")
     b, config = 64, gba.GBAConfig(num_aggregate=2, tolerance=0, decay="inverse")
-    replayer = simulate.Replayer(exp.model, exp.optimizers, cols, local_batch=b)
-    order = simulate.local_batch_order(replayer.num_rows, b, 2, 0, 1)
+    replayer = straggler_replay.Replayer(exp.model, exp.optimizers, cols, local_batch=b)
+    order = straggler_replay.local_batch_order(replayer.num_rows, b, 2, 0, 1)
     arrivals = [Arrival(1.0, 0, 0, 0, 0), Arrival(1.0, 1, 1, 0, 0), Arrival(2.0, 0, 2, 1, 1),
                 Arrival(2.5, 2, 4, 0, -1), Arrival(3.0, 1, 3, 0, 1)]
     state = exp.init_state()
@@ -81,8 +82,8 @@ def test_stale_gradients_use_their_version_and_decay(small_config):
 
 def test_replay_counts_match_the_schedule(small_config):
     exp = _experiment(small_config, rowwise=True, batch_size=256)
-    replayer = simulate.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=32)
-    order = simulate.local_batch_order(replayer.num_rows, 32, 8, 0, 1)
+    replayer = straggler_replay.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=32)
+    order = straggler_replay.local_batch_order(replayer.num_rows, 32, 8, 0, 1)
     speed = SpeedModel(8, 0.3, 4.0, jitter=0.1, seed=1)
     config = gba.GBAConfig(num_aggregate=8, tolerance=1)
     arrivals = straggler.schedule("gba", speed, 100)
@@ -101,19 +102,19 @@ def test_switching_sync_gba_sync_is_continuous(small_config):
     minus the same change in a sync-only run over the same data; it must stay within the noise a
     window mean has. A switch that loses the trained dense parameters is caught by the same measure."""
     exp = _experiment(small_config, rowwise=True, batch_size=1024)
-    replayer = simulate.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=128)
-    order = simulate.local_batch_order(replayer.num_rows, 128, 8, 0, 2)
+    replayer = straggler_replay.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=128)
+    order = straggler_replay.local_batch_order(replayer.num_rows, 128, 8, 0, 2)
     per_epoch = replayer.num_rows // 1024 * 8
     segments = [("sync", per_epoch * 3 // 4 // 8 * 8), ("gba", per_epoch // 2 // 8 * 8), ("sync", per_epoch // 2 // 8 * 8)]
     speed = SpeedModel(8, 0.3, 4.0, jitter=0.1, seed=0)
-    reference = simulate.simulate(replayer, "sync", speed, exp.init_state(), order, sum(n for _, n in segments)).losses
+    reference = straggler_replay.simulate(replayer, "sync", speed, exp.init_state(), order, sum(n for _, n in segments)).losses
 
     def run(lose_params: bool):
         state, first, losses = exp.init_state(), 0, []
         for mode, n in segments:
             if lose_params and first:
                 state = state.replace(params={**state.params, "dense": exp.init_state().params["dense"]})
-            out = simulate.simulate(replayer, mode, speed, state, order, n, first_batch=first)
+            out = straggler_replay.simulate(replayer, mode, speed, state, order, n, first_batch=first)
             assert int(out.state.step) == int(state.step) + n // 8  # GBA keeps the global batch: same step count
             state, first = out.state, first + n
             losses.append(out.losses)
@@ -132,20 +133,21 @@ def test_switching_sync_gba_sync_is_continuous(small_config):
 
 
 def test_errors():
-    assert simulate.aggregation("sync", 8).num_aggregate == 8
-    assert simulate.aggregation("backup", 8, backups=2).num_aggregate == 6
-    assert simulate.aggregation("async", 8).num_aggregate == 1
-    assert simulate.aggregation("gba", 8).tolerance == gba.GBAConfig(8).tolerance
-    with pytest.raises(ConfigError, match="straggler mode 'hogwild'"):
-        simulate.aggregation("hogwild", 8)
+    assert gba.mode_aggregation("sync", 8).num_aggregate == 8
+    assert gba.mode_aggregation("backup", 8, backups=2).num_aggregate == 6
+    assert gba.mode_aggregation("async", 8).num_aggregate == 1
+    assert gba.mode_aggregation("ssp", 8).tolerance == gba.NO_DECAY
+    assert gba.mode_aggregation("gba", 8).tolerance == gba.GBAConfig(8).tolerance
+    with pytest.raises(ConfigError, match="mode 'hogwild'"):
+        gba.mode_aggregation("hogwild", 8)
     with pytest.raises(ConfigError, match="fewer than one global batch"):
-        simulate.local_batch_order(100, 64, 2, 0, 1)
+        straggler_replay.local_batch_order(100, 64, 2, 0, 1)
 
 
 def test_replay_rejects_inconsistent_schedules(small_config):
     exp = _experiment(small_config, rowwise=False, batch_size=256)
-    replayer = simulate.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=64)
-    order = simulate.local_batch_order(replayer.num_rows, 64, 2, 0, 1)
+    replayer = straggler_replay.Replayer(exp.model, exp.optimizers, exp.dataset.columns("train"), local_batch=64)
+    order = straggler_replay.local_batch_order(replayer.num_rows, 64, 2, 0, 1)
     with pytest.raises(ValueError, match="joins step 1 but the server is at step 0"):
         replayer.replay([Arrival(1.0, 0, 0, 0, 1)], exp.init_state(), order, gba.GBAConfig(2))
     with pytest.raises(ConfigError, match="more epochs needed"):

@@ -14,7 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from jaxrec.distributed import ray_ps  # noqa: E402
+from jaxrec.train import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
 from jaxrec.train import experiment as experiment_lib  # noqa: E402
 

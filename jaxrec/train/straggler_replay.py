@@ -6,7 +6,7 @@ each, computes the real gradient of its local batch at the parameters of its ver
 (`jaxrec.train.state.make_gradient_fn`), adds it to the GBA accumulator
 (`jaxrec.optim.gba.accumulate`, decayed by its staleness), and every M arrivals applies the
 mean with the trainer's own update (`make_apply_fn`). Every mode goes through that one
-accumulator; only M and the decay differ (`aggregation`):
+accumulator; only M and the decay differ (`jaxrec.optim.gba.mode_aggregation`):
 
     sync     M = N, no decay (staleness is always 0)   = the trainer's step at batch N b
     backup   M = N - backups, no decay (late gradients were discarded by the schedule)
@@ -35,18 +35,6 @@ from jaxrec.distributed import straggler
 from jaxrec.errors import ConfigError
 from jaxrec.optim import gba
 from jaxrec.train import state as state_lib
-
-NO_DECAY = 2**30  # a tolerance no staleness reaches
-
-
-def aggregation(mode: str, num_workers: int, *, backups: int = 1, gba_config: gba.GBAConfig | None = None) -> gba.GBAConfig:
-    """The accumulator options that make `replay` run `mode` (module docstring)."""
-    if mode not in straggler.MODES:
-        raise ConfigError(f"straggler mode {mode!r}: expected one of {straggler.MODES}")
-    if mode == "gba":
-        return gba_config or gba.GBAConfig(num_aggregate=num_workers)
-    m = {"sync": num_workers, "backup": num_workers - backups, "async": 1, "ssp": 1}[mode]
-    return gba.GBAConfig(num_aggregate=m, tolerance=NO_DECAY)
 
 
 def local_batch_order(num_rows: int, local_batch: int, num_workers: int, seed: int, num_epochs: int) -> np.ndarray:
@@ -181,6 +169,6 @@ def simulate(replayer: Replayer, mode: str, speed: straggler.SpeedModel, state: 
     under `speed` (`straggler.schedule`) and replayed from `state`. Chain calls (passing
     `Replay.state` and advancing `first_batch`) to switch modes mid-run: the optimizer state
     and hyper-parameters carry over unchanged."""
-    config = aggregation(mode, speed.num_workers, backups=backups, gba_config=gba_config)
+    config = gba.mode_aggregation(mode, speed.num_workers, backups=backups, gba_config=gba_config)
     arrivals = straggler.schedule(mode, speed, num_batches, num_aggregate=config.num_aggregate, backups=backups, bound=bound)
     return replayer.replay(arrivals, state, order, config, first_batch)

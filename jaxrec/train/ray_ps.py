@@ -73,8 +73,7 @@ MODES = ("gba", "async", "sync")
 RUN_FILE = "run.json"  # the run identity in checkpoint_dir
 MAX_RESTARTS = 10  # per shard: enough for drills, finite so a shard that cannot start fails the run
 # Actors share this machine's cores: one XLA thread each, so N workers do not fight over the cores.
-ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu",
-             "JAXREC_NO_XLA_DEFAULTS": "1"}
+ACTOR_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", "JAX_PLATFORMS": "cpu"}
 
 
 def require_ray():
@@ -180,9 +179,7 @@ class PSOptions:
 
     @property
     def aggregation(self) -> gba.GBAConfig:
-        if self.mode == "gba":
-            return self.gba or gba.GBAConfig(self.num_workers)
-        return gba.GBAConfig(1 if self.mode == "async" else self.num_workers, tolerance=2**30)
+        return gba.mode_aggregation(self.mode, self.num_workers, gba_config=self.gba)
 
 
 def _build(config):
@@ -461,7 +458,7 @@ class Worker:
     """One non-blocking worker (module docstring). Ray actor; see `ParameterServer`."""
 
     def __init__(self, config, worker_id: int, shards: list, options: PSOptions, slowdown: float = 1.0):
-        from jaxrec.distributed import simulate
+        from jaxrec.train import straggler_replay
         from jaxrec.train import state as state_lib
 
         exp = _build(config)
@@ -470,7 +467,7 @@ class Worker:
         self.data = cols
         n = len(next(iter(cols.values())))
         epochs = -(-options.num_batches * options.local_batch // n) + 1
-        self.order = simulate.local_batch_order(n, options.local_batch, options.num_workers, options.seed, epochs)
+        self.order = straggler_replay.local_batch_order(n, options.local_batch, options.num_workers, options.seed, epochs)
         grad = state_lib.make_gradient_fn(exp.model, exp.optimizers)
         self._grad = jax.jit(lambda p, batch, rng: grad(p, batch, rng)[::2])
         like = exp.init_state(place=False)

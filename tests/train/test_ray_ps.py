@@ -11,7 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from jaxrec.distributed import ray_ps  # noqa: E402
+from jaxrec.train import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
 from jaxrec.train import experiment as experiment_lib  # noqa: E402
 from jaxrec.train import loop  # noqa: E402
@@ -98,7 +98,7 @@ def test_switch_trainer_to_gba_and_back(cluster, experiment, tmp_path):
 def test_faults_worker_and_shard(cluster, experiment, tmp_path):
     """A worker killed mid-run: the others finish the data (its in-flight batch is lost) and a
     replacement joins. A shard killed mid-run: Ray restarts it from its last checkpoint and log,
-    at the step it was killed at (nothing lost; tests/distributed/test_ray_ps_restart.py)."""
+    at the step it was killed at (nothing lost; tests/train/test_ray_ps_restart.py)."""
     config, exp = experiment
     every = 5
     options = ray_ps.PSOptions(mode="gba", num_workers=3, local_batch=64, num_batches=300, checkpoint_dir=str(tmp_path),
