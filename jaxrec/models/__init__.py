@@ -74,3 +74,6 @@ def build_model(name: str, features: tuple, dataset=None, **kwargs):
             raise ConfigError(f"model {name!r} derives constants from its training data: pass dataset=")
         kwargs.update(MODELS[name].from_dataset(dataset, kwargs))
     return MODELS[name](features=tuple(features), **kwargs)
+
+
+__all__ = ["MODELS", "MULTITASK_MODELS", "MultiHeadDNN", "build_model", "is_shared", "model_options", "register"]
