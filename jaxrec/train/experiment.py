@@ -1,8 +1,8 @@
 """An experiment built from a config, in one direction, and what reads a trained one.
 
     data -> data transforms (field selection, pre-trained cross features, AMTL frequency
-    columns) -> task -> model (with its pre-trained constants) -> optimizers -> mesh ->
-    compiled train / predict functions
+    columns) -> task -> embedding plan -> model (with its pre-trained constants) -> optimizers
+    -> mesh -> compiled train / predict functions
 
 `build(config)` returns the `Experiment`; `jaxrec.train.loop` trains it. `evaluate` computes a
 split's exact metrics (the task's), `warm_start` reads a trained workdir's matching parameters,
@@ -29,6 +29,7 @@ from jaxrec.distributed import runtime
 from jaxrec.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.embedding import EmbeddingPlan, embedding_plan
+from jaxrec.embedding.plan import make_plan
 from jaxrec.embedding.amtl import add_frequency_columns, learned_dims
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.pretrain.cross_features import CrossOptions, add_cross_features
@@ -83,14 +84,17 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     config_lib.validate(config)
     dataset, amtl = prepare_data(config, dataset or config_lib.build_dataset(config))
     task = tasks_lib.make_task(config, dataset)
+    plan = plan_embeddings(config, dataset)  # the sparse side, as data: stacks, offsets, per-table optimizers, sharding
     model = build_model(config, dataset, task)
+    if embedding_plan(model) != plan:  # the model's layers read the same plan (a model that builds its own differs)
+        raise ConfigError(f"model {config.model.name!r}: its embedding layers do not match the plan of its declared "
+                          f"EMBEDDING_LAYERS (jaxrec.embedding.plan)")
     t = config.train
     n_train = dataset.num_rows("train")
     spe = batching.steps_per_epoch(n_train, int(t.batch_size))
     if spe == 0:
         raise DataError(f"train split has {n_train} rows, fewer than train.batch_size={t.batch_size}")
     total = spe * int(t.num_epochs)
-    plan = embedding_plan(model)  # the sparse side, as data: stacks, offsets, per-table optimizers, sharding
     layouts = plan.layouts
     sparse, stacks = make_table_optimizers(config.sparse_optimizer.to_dict(), layouts, total)
     if task.combine is not None and config.sparse_optimizer.rowwise:
@@ -126,6 +130,23 @@ def prepare_data(config: ml_collections.ConfigDict, dataset: Dataset) -> tuple[D
     if amtl:  # AMTL reads each value's train frequency from the batch
         dataset = add_frequency_columns(dataset, list(amtl))
     return dataset, amtl
+
+
+def plan_embeddings(config: ml_collections.ConfigDict, dataset: Dataset) -> EmbeddingPlan:
+    """The embedding plan of `config.model` over the dataset's features, before the model exists:
+    the model class's declared `EMBEDDING_LAYERS` (widths from `config.model` or the class's
+    defaults) and `config.tables` (`jaxrec.embedding.plan.make_plan`)."""
+    from jaxrec.models import MODELS
+
+    cls = MODELS[config.model.name]
+    options = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    options.update({k: v for k, v in config.model.items() if k != "name"})
+    declared = getattr(cls, "EMBEDDING_LAYERS", None)
+    if declared is None:
+        return EmbeddingPlan(())
+    widths = {n: int(options[d]) if isinstance(d, str) else int(d) for n, d in declared.items()}
+    return make_plan(dataset.features, widths, config_lib.table_options(config, dataset.features),
+                     options.get("embed_init_std", 1e-4))
 
 
 def build_model(config: ml_collections.ConfigDict, dataset: Dataset, task: tasks_lib.Task):
