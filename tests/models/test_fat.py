@@ -147,6 +147,13 @@ def test_every_config_file_validates_and_builds():
     for path in paths:
         c = load_config_file(str(path))
         validate(c)
+        if c.task.name == "delayed_feedback":  # the stream builds its methods' networks (jaxrec.train.delayed_feedback)
+            from jaxrec.models import MultiHeadDNN
+            from jaxrec.train.delayed_feedback import METHODS
+
+            assert c.model.name == "multi_head_dnn" and c.task.method in METHODS, path.name
+            assert MultiHeadDNN(FEATURES, embed_dim=c.model.embed_dim).embed_dim == c.model.embed_dim
+            continue
         options = {k: v for k, v in c.model.to_dict().items() if k != "name"}
         stand_ins = {f: Frozen(np.zeros(1)) for f in getattr(MODELS[c.model.name], "DATA_FIELDS", ())}  # e.g. GIN's graph
         model = build_model(c.model.name, FEATURES, **options, **stand_ins)
