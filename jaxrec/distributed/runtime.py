@@ -29,14 +29,20 @@ from jaxrec.errors import ConfigError
 COORDINATOR, NUM_PROCESSES, PROCESS_ID = "JAXREC_COORDINATOR", "JAXREC_NUM_PROCESSES", "JAXREC_PROCESS_ID"
 
 
+def is_multiprocess() -> bool:
+    """Whether the environment makes this process one of several (`JAXREC_NUM_PROCESSES` != 1)."""
+    return os.environ.get(NUM_PROCESSES, "1") != "1"
+
+
 def initialize() -> bool:
     """Joins this process to its run if the environment says it is one of several (module
-    docstring); returns whether it did. Call it before JAX computes anything."""
+    docstring); returns whether it did. Call it before JAX computes anything. On CPU the
+    processes' collectives need `jax.config.update("jax_cpu_collectives_implementation", "gloo")`
+    first (the default has none; GPUs use NCCL regardless): a global setting, so the caller
+    makes it (`jaxrec.train.cli` does, when `is_multiprocess()`)."""
     n = os.environ.get(NUM_PROCESSES, "1")
     if n == "1" or jax.distributed.is_initialized():
         return jax.distributed.is_initialized()
-    # CPU collectives across processes need gloo (the default has none); GPUs use NCCL regardless.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if n == "auto":
         jax.distributed.initialize()
         return True

@@ -43,6 +43,10 @@ def _setup_logging() -> None:
 
     from jaxrec.distributed import runtime
 
+    if runtime.is_multiprocess():  # CPU collectives across processes need gloo (runtime.initialize)
+        import jax
+
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     runtime.initialize()
 
     absl_logging.set_verbosity(absl_logging.WARNING)

@@ -349,6 +349,7 @@ class StreamStepper:
         self.pre_rows = {f: self._pretrain_rows(f) for f in ([m.family] + (["aux"] if m.needs_aux else []))}
         self.steps = {f: jax.jit(make_train_step(make_model(run.log, f, o), self.optimizers, FAMILIES[f].pretrain_loss))
                       for f in self.pre_rows}
+        self.periods = list(run.protocol.periods())  # (start, end, test end) per period
         self.tests = run.test_rows()
         self.offsets = np.concatenate([[0], np.cumsum([len(r) for r in self.tests])]).astype(int)
         self.stream, self.stream_step, self._aux = None, None, None
@@ -396,7 +397,7 @@ class StreamStepper:
             return state
         if i == 0 and o.pretrain_epochs == 0:
             state = state._replace(main=self._fresh(self.run.spec.family, state.main.params))
-        start, end, _ = list(self.run.protocol.periods())[i]
+        start, end, _ = self.periods[i]
         main = state.main
         if self.stream is not None:
             part = self.stream.between(start, end)
