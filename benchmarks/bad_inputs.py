@@ -49,7 +49,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import DOCS, command, default_data_dir, machine, machine_line, write_json  # noqa: E402
+from benchmarks.common import DOCS, claims_table, command, default_data_dir, machine, machine_line, write_json  # noqa: E402
 from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, TrainingDiverged, WorkdirConflict  # noqa: E402
 
 JAXREC_ERRORS = (WorkdirConflict, CheckpointDamaged, ConfigError, DataError, TrainingDiverged)
@@ -794,6 +794,11 @@ def write_page(results: list[dict], m: dict, seconds: float) -> Path:
         outcome = {"error": r["error"], "usage": "usage (argparse)", "handled": "handled"}.get(
             r["outcome"], f"**{r['outcome']}** {r['error']}")
         lines.append(f"| {i} | {r['category']} | {_cell(r['input'])} | {_cell(outcome)} | {_cell(_short(r['message']))} |")
+    bad = counts["traceback"] + counts["accepted"]
+    lines += ["", *claims_table([{
+        "claim": "every bad input gets a clear error naming what is wrong, or a documented handling made visible",
+        "figure": f"{len(results) - bad} of {len(results)} cases; {counts['traceback']} tracebacks, {counts['accepted']} silent",
+        "seeds": f"{len(results)} cases", "rule": "every case", "verdict": "met" if bad == 0 else "not met"}])]
     path = DOCS / "bad_inputs.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -144,7 +144,7 @@ def write_page(name: str, lines: list[str]) -> Path:
 SEEDS = (0, 1, 2)
 RULES = {
     "every_seed": "every seed's paired difference is on the claimed side",
-    "paired_t": "one-sided paired t-test over seeds, p < 0.05",
+    "paired_t": "one-sided paired t-test over seeds (or repeats), p < 0.05",
     "every_repeat": "every repeat's ratio, measured in the same run, is on the claimed side",
 }
 _TEST_READS: list[dict] = []
@@ -273,7 +273,7 @@ def claim_row(claim: str, figure: str, v: dict | None, reproduced: str = "reprod
 def claims_table(rows: list[dict]) -> list[str]:
     """The page's closing claims table (protocol rule 6): paper claim, our figure, seeds, rule, verdict."""
     lines = ["## Claims", "", "Rules are fixed before the runs (docs/results/README.md); test is read once per final configuration.", "",
-             "| paper claim | our figure | seeds | rule | verdict |", "|---|---|---|---|---|"]
+             "| claim | our figure | seeds / repeats | rule | verdict |", "|---|---|---|---|---|"]
     lines += [f"| {r['claim']} | {r['figure']} | {r['seeds']} | {r['rule']} | **{r['verdict']}** |" for r in rows]
     return lines + [""]
 
