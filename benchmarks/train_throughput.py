@@ -81,7 +81,7 @@ def model_runner(model: str, batch_size: int, dataset):
         return time.perf_counter() - tic
 
     def check() -> dict:
-        return {"test_auc": experiment.evaluate(exp, state.params, "test")["auc"],
+        return {"test_auc": experiment.evaluate(exp, state.params, "test")["auc"],  # protocol: a same-model check against the peer, no choice
                 "num_params": plain_ctr.num_params({k: state.params[k] for k in ("dense", "sparse")})}
 
     return run_epoch, exp.steps_per_epoch * batch_size, check
@@ -111,7 +111,7 @@ def plain_runner(model: str, batch_size: int, dataset):
         return time.perf_counter() - tic
 
     def check() -> dict:
-        test = dataset.columns("test")
+        test = dataset.columns("test")  # protocol: a same-model check against the peer, no choice
         scores = np.asarray(predict(carry[0], jnp.asarray(np.stack([test[n] for n in names], axis=1))))
         return {"test_auc": plain_ctr.auc(np.asarray(test["labels"]), scores), "num_params": plain_ctr.num_params(carry[0])}
 
