@@ -6,9 +6,10 @@ measured in the same run, interleaved.
 Workload: a `[V, D]` float32 table, ids `[4096, 26]` drawn uniformly, each sample's 26 rows
 summed into one `[D]` vector (a 26-id bag per sample). Bytes read = 4096 * 26 * D * 4, counted
 once. Every repeat draws fresh ids (so no repeat finds the previous repeat's rows in cache),
-and every timed call of an implementation is preceded by a copy measurement: `numpy.copyto`
-of a 256 MiB float32 array (8x the last-level cache), bandwidth = 256 MiB / its time. The
-figure of a call is its ratio `gather GB/s / copy GB/s` against that adjacent copy, so load
+and every timed call of an implementation sits between two copy measurements: `numpy.copyto`
+of a 256 MiB float32 array (8x the last-level cache), copy bandwidth = 256 MiB / the mean
+time of the two. The figure of a call is its ratio `gather GB/s / copy GB/s` against those
+adjacent copies, so load
 on the (shared) machine hits both sides of the ratio; the order of the implementations
 rotates from repeat to repeat. Reported per table size and implementation: the median, the
 interquartile range and the min/max of the ratio over the repeats, and the medians in GB/s.
@@ -21,6 +22,8 @@ Implementations (all on the same ids in a repeat):
   * `embedding_bag_2mb`   the same op on the same values after `advise_huge_pages` (the table's
                           buffer backed by 2 MiB transparent huge pages, collapsed once before
                           the timing);
+  * `embedding_bag_before` the XLA path as it was before issue 20 (`bag_before`: filled
+                          gathers, positions fully unrolled), on the table as allocated;
   * `xla_2d`              a plain jnp gather of the `[B, 26]` ids then a sum over the 26 (the
                           naive formulation, for comparison);
   * `numpy_take`          `numpy.take` of the rows alone, no pooling, on the 2 MiB-page table
@@ -30,8 +33,9 @@ Implementations (all on the same ids in a repeat):
 Claims (rules fixed before the run, `common.RULES`; thresholds from issue 20): at 10^7 x 64
 the default `embedding_bag` and `embedding_bag_2mb` each reach >= 40% of copy bandwidth
 (`paired_t` over repeats against 0.40); the old page's "67% of copy bandwidth at 10^6 x 64"
-(`paired_t` against 0.67); `embedding_bag_2mb` >= `numpy_take` at 10^7 x 64 (`every_repeat`
-on the paired ratios).
+(`paired_t` against 0.67); `embedding_bag` faster than `embedding_bag_before` at 10^6 and 10^7
+x 64 (`paired_t` on the paired ratios); `embedding_bag_2mb` >= `numpy_take` at 10^7 x 64
+(`every_repeat` on the paired ratios).
 
 Writes benchmarks/results/embedding_lookup_bandwidth.json and
 docs/results/embedding_lookup_bandwidth.md.
@@ -52,9 +56,26 @@ from pallas_kernels.embedding_bag import advise_huge_pages, embedding_bag
 
 BATCH, FIELDS = 4096, 26
 COPY_BYTES = 1 << 28
-IMPLS = ("embedding_bag", "embedding_bag_2mb", "xla_2d", "numpy_take")
+IMPLS = ("embedding_bag", "embedding_bag_2mb", "embedding_bag_before", "xla_2d", "numpy_take")
 TARGET = 0.40      # issue 20: the 10^7 x 64 case at >= 40% of copy bandwidth
 OLD_CLAIM = 0.67   # the previous page's figure at 10^6 x 64
+
+
+def bag_before(table: jax.Array, ids: jax.Array) -> jax.Array:
+    """`embedding_bag`'s XLA path as it was before issue 20, for full bags: filled `jnp.take` per
+    position, the loop over positions fully unrolled. Kept to measure the change in the same run."""
+    from pallas_kernels.embedding_bag import _valid_mask
+
+    valid = _valid_mask(ids, jnp.full((ids.shape[0],), ids.shape[1], jnp.int32), table.shape[0])
+    safe = jnp.where(valid, ids, 0)
+
+    def add_position(l, acc):
+        rows = jnp.take(table, safe[:, l], axis=0).astype(jnp.float32)
+        return acc + jnp.where(valid[:, l, None], rows, 0.0)
+
+    L = ids.shape[1]
+    return jax.lax.fori_loop(0, L, add_position, jnp.zeros((ids.shape[0], table.shape[1]), jnp.float32),
+                             unroll=max(1, min(L, 64))).astype(table.dtype)
 
 
 def copy_gbs(src: np.ndarray, dst: np.ndarray) -> float:
@@ -81,6 +102,7 @@ def measure(rows: int, dim: int, repeats: int, rng: np.random.Generator, src: np
     """Interleaved copy/gather repeats at one table size: {impl: per-repeat records}."""
     bag = jax.jit(lambda t, i: embedding_bag(t, i, jnp.full((i.shape[0],), i.shape[1], jnp.int32), "sum"))
     xla_2d = jax.jit(lambda t, i: jnp.take(t, i, axis=0).sum(1))
+    bag_old = jax.jit(bag_before)
     table = jax.random.normal(jax.random.key(rows + dim), (rows, dim), jnp.float32).block_until_ready()
     table_2mb = (table + 0.0).block_until_ready()                # its own buffer, same values
     tic = time.perf_counter()
@@ -95,6 +117,7 @@ def measure(rows: int, dim: int, repeats: int, rng: np.random.Generator, src: np
         fns = {
             "embedding_bag": lambda: bag(table, ids).block_until_ready(),
             "embedding_bag_2mb": lambda: bag(table_2mb, ids).block_until_ready(),
+            "embedding_bag_before": lambda: bag_old(table, ids).block_until_ready(),
             "xla_2d": lambda: xla_2d(table, ids).block_until_ready(),
             "numpy_take": lambda: np.take(table_np, ids_np.reshape(-1), axis=0),
         }
@@ -103,9 +126,12 @@ def measure(rows: int, dim: int, repeats: int, rng: np.random.Generator, src: np
             if r < 0:
                 fns[name]()
                 continue
-            copy = copy_gbs(src, dst)
+            before = copy_gbs(src, dst)
             gbs = timed_gbs(fns[name], nbytes)
-            runs[name].append({"gb_per_s": gbs, "copy_gb_per_s": copy, "ratio": gbs / copy, "load1": os.getloadavg()[0]})
+            after = copy_gbs(src, dst)
+            copy = 2 / (1 / before + 1 / after)                   # bytes / mean time of the two copies
+            runs[name].append({"gb_per_s": gbs, "copy_gb_per_s": copy, "copy_before_after": [before, after],
+                               "ratio": gbs / copy, "load1": os.getloadavg()[0]})
     del table, table_2mb, table_np
     return {"advised_bytes": advised, "runs": runs}
 
@@ -172,6 +198,11 @@ def claims(results: list[dict]) -> list[dict]:
     v = common.verdict(xs, [OLD_CLAIM] * len(xs), rule="paired_t", side="greater") if xs else None
     rows.append(common.claim_row(f"`embedding_bag` reaches {OLD_CLAIM:.0%} of copy bandwidth at 10^6 x 64 (previous page)",
                                  fig(xs) if xs else "10^6 x 64 not run", v))
+    for rows_ in (10**6, 10**7):
+        a, b = _ratios(results, rows_, 64, "embedding_bag"), _ratios(results, rows_, 64, "embedding_bag_before")
+        v = common.verdict(a, b, rule="paired_t", side="greater") if a and b else None
+        rows.append(common.claim_row(f"this change: `embedding_bag` faster than its previous XLA path at {rows_:,} x 64",
+                                     f"ratio difference {common.fmt_diffs(v, 2)}" if v else "not run", v, "met", "not met"))
     a, b = _ratios(results, 10**7, 64, "embedding_bag_2mb"), _ratios(results, 10**7, 64, "numpy_take")
     v = common.verdict(a, b, rule="every_repeat", side="greater") if a and b else None
     rows.append(common.claim_row("`embedding_bag` on 2 MiB pages is at least as fast as `numpy.take` (no pooling) at 10^7 x 64",
@@ -192,7 +223,7 @@ def write_doc(payload: dict) -> None:
         "",
         f"Batch {payload['batch']} x {payload['fields']} uniform ids, fresh every repeat, into a `[V, D]` float32 table, each "
         "sample's rows summed; bytes of rows read per second, as a fraction of the copy bandwidth measured right before "
-        f"each call (`numpy.copyto` of {payload['copy_bytes'] >> 20} MiB). {payload['repeats']} repeats per cell, the order of the "
+        f"and after each call (`numpy.copyto` of {payload['copy_bytes'] >> 20} MiB, mean time of the two). {payload['repeats']} repeats per cell, the order of the "
         "implementations rotating. `embedding_bag_2mb` is the same op on the same values with the table's buffer on 2 MiB "
         "pages (`advise_huge_pages`); `numpy_take` gathers without pooling from that buffer and is a host peer, not a jaxrec path.",
         "",
@@ -228,10 +259,32 @@ def why(payload: dict) -> list[str]:
         "pages. A buffer donated and updated in place keeps its pages; a fresh buffer (a non-donated update) starts on",
         "4 KiB pages again unless the tunable is set.",
         "",
+        *target_note(payload, big, d, cells),
+        "",
         "The XLA path (`_xla_forward`) gathers one bag position at a time into a running `[B, D]` float32 sum with",
         "`promise_in_bounds` gathers (the ids are made safe first), its loop over positions unrolled by row width",
         "(`WIDE_ROW`, `XLA_UNROLL_WIDE`; the measurement behind the choice is in the comment above them).",
     ]
+
+
+def target_note(payload: dict, big: int, d: int, cells: dict) -> list[str]:
+    """Whether the 40% target was met at the largest table and, if not, what the same run says about why."""
+    met = [c for c in payload["claims"] if c["claim"].startswith("`embedding_bag` on a table on 2 MiB") and c["verdict"] == "met"]
+    bag, bag2, peer = (cells.get((d, k)) for k in ("embedding_bag", "embedding_bag_2mb", "numpy_take"))
+    load = payload["loadavg_start"][0], payload["loadavg_end"][0]
+    if met:
+        return [f"On 2 MiB pages the {big:,} x {d} case meets the {TARGET:.0%} target in this run (claims below)."]
+    lines = [f"**The {TARGET:.0%} target at {big:,} x {d} is not met in this run** (claims below). What the same run says about why:"]
+    if bag is not None and bag2 is not None:
+        lines.append(f"4 KiB page walks: `embedding_bag` reaches {bag:.0%} on the table as allocated and {bag2:.0%} on 2 MiB pages "
+                     f"({(bag2 - bag) * 100:+.0f} points);")
+    if peer is not None and bag2 is not None:
+        lines.append(f"and `numpy.take`, which only copies the rows (no pooling) from the same 2 MiB-page buffer, reaches {peer:.0%}:"
+                     f" {'below' if peer < TARGET else 'above'} the target too, so the rest of the gap "
+                     f"{'is shared by the plain host gather, not particular to the jaxrec path' if peer < TARGET else 'is particular to the XLA path'}.")
+    lines.append(f"Our reading: random {d * 4}-byte reads are bound by memory latency and by the CPU time this process gets, unlike a streaming copy; "
+                 f"the load average was {load[0]:.1f} at the start and {load[1]:.1f} at the end on {payload['machine']['cores']} cores.")
+    return lines
 
 
 if __name__ == "__main__":

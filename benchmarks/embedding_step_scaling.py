@@ -1,13 +1,13 @@
 """Train-step time versus embedding-table rows: row-wise sparse update vs dense optax update.
 
-    python benchmarks/embedding_step_scaling.py [--rows 1e4 1e5 1e6 1e7] [--steps 10] [--repeats 7]
+    python benchmarks/embedding_step_scaling.py [--rows 1e4 1e5 1e6 1e7] [--steps 5] [--repeats 10]
 
 A DeepFM (embed dim 16, MLP 256-128) over 26 categorical fields, batch 4096, ids drawn
 uniformly from each field's vocabulary (vocab = rows / 26, so the stacked table has `rows`
-rows). For each mode it compiles `train_steps` (the library's jitted K-step call) at every
-table size, then times them interleaved: each repeat runs one call at every size (the order
-rotating), so the load of this shared machine hits all sizes alike, and the ratio of the
-largest to the smallest table is taken within each repeat. Modes:
+rows). It compiles `train_steps` (the library's jitted K-step call) for every mode at every
+table size, then times them all interleaved: each repeat runs one call of every (mode, size)
+(the order rotating), so the load of this shared machine hits every cell alike, and the ratio
+of the largest to the smallest table is taken within each repeat. Modes:
   * `rowwise`: Adam with lazy per-row moments on the touched rows only
     (`sparse_optimizer.rowwise=True`) in the default `dedup='auto'`: duplicate ids merged by
     a bincount over the rows when the table has no more rows than the batch has ids (here:
@@ -71,19 +71,26 @@ def setup(dataset: Dataset, mode: str, batch: int, steps: int):
     return exp.train_steps, state, chunk
 
 
-def time_mode(sizes: list[int], mode: str, batch: int, steps: int, repeats: int) -> dict[int, list[float]]:
-    """Seconds per step of `mode` at every table size, the sizes interleaved: each repeat times one
-    call of `steps` steps at every size (the order rotating), so load hits all sizes alike."""
-    live = {rows: list(setup(synthetic_dataset(rows, batch, steps), mode, batch, steps)) for rows in sizes}
-    per_step = {rows: [] for rows in sizes}
+def time_all(sizes: list[int], modes: list[str], batch: int, steps: int, repeats: int) -> dict:
+    """Seconds per step of every (mode, size), all interleaved: each repeat times one call of
+    `steps` steps of every (mode, size) (the order rotating), so the load of the machine hits
+    every cell alike and ratios are taken within a repeat."""
+    cells = [(mode, rows) for mode in modes for rows in sizes]
+    data = {rows: synthetic_dataset(rows, batch, steps) for rows in sizes}
+    live = {}
+    for mode, rows in cells:
+        tic = time.perf_counter()
+        live[mode, rows] = list(setup(data[rows], mode, batch, steps))
+        print(f"compiled {mode} at {rows:,} rows in {time.perf_counter() - tic:.0f} s", flush=True)
+    per_step = {c: [] for c in cells}
     for r in range(repeats):
-        for rows in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
-            step_fn, state, chunk = live[rows]
+        for cell in cells[r % len(cells):] + cells[:r % len(cells)]:
+            step_fn, state, chunk = live[cell]
             tic = time.perf_counter()
             state, out = step_fn(state, chunk)
             jax.block_until_ready(out)
-            per_step[rows].append((time.perf_counter() - tic) / steps)
-            live[rows][1] = state
+            per_step[cell].append((time.perf_counter() - tic) / steps)
+            live[cell][1] = state
     return per_step
 
 
@@ -91,22 +98,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=float, nargs="+", default=[1e4, 1e5, 1e6, 1e7])
     p.add_argument("--batch", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=10, help="steps per compiled call")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--steps", type=int, default=5, help="steps per compiled call")
+    p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--modes", nargs="+", default=["rowwise", "rowwise_sort", "dense"])
     p.add_argument("--no_doc", action="store_true")
     args = p.parse_args()
     sizes = sorted(int(r) for r in args.rows)
     load_start = os.getloadavg()
+    per_step = time_all(sizes, args.modes, args.batch, args.steps, args.repeats)
     results = []
     for mode in args.modes:
-        per_step = time_mode(sizes, mode, args.batch, args.steps, args.repeats)
         for rows in sizes:
-            t = per_step[rows]
-            ratios = [a / b for a, b in zip(t, per_step[sizes[0]])]
+            t = per_step[mode, rows]
+            ratios = [a / b for a, b in zip(t, per_step[mode, sizes[0]])]
             results.append({"rows": rows, "mode": mode, "seconds_per_step_median": float(np.median(t)), "seconds_per_step": t,
                             "ratio_to_smallest": float(np.median(ratios)), "ratio_to_smallest_per_repeat": ratios})
-            print(f"rows {rows:>10,d} {mode:12s}: {np.median(t) * 1e3:8.2f} ms/step, {np.median(ratios):.2f}x the smallest "
+            print(f"rows {rows:>10,d} {mode:16s}: {np.median(t) * 1e3:8.2f} ms/step, {np.median(ratios):.2f}x the smallest "
                   f"(per repeat {min(ratios):.2f}-{max(ratios):.2f})", flush=True)
     payload = {"benchmark": "embedding_step_scaling", "command": common.command(), "machine": common.machine(),
                "batch": args.batch, "fields": FIELDS, "steps_per_call": args.steps, "repeats": args.repeats,
@@ -163,7 +170,7 @@ def write_doc(payload: dict) -> None:
         f"at the start, {l1[0]:.1f}/{l1[1]:.1f}/{l1[2]:.1f} at the end (a shared host: the sizes are timed interleaved).",
         "",
         f"DeepFM (dim 16, MLP 256-128), {payload['fields']} fields, batch {payload['batch']}, uniform ids; median seconds per",
-        f"step over {payload['repeats']} calls of {payload['steps_per_call']} steps (compile excluded), every size timed once per",
+        f"step over {payload['repeats']} calls of {payload['steps_per_call']} steps (compile excluded), every (mode, size) timed once per",
         "repeat in rotating order; the ratio to the smallest table is taken within each repeat (median and range over",
         "repeats). `rowwise`: lazy Adam on the touched rows only (`sparse_optimizer.rowwise=True`) in the default",
         "`dedup='auto'`: duplicates merged by a bincount over the rows when the table has no more rows than the batch has",
