@@ -88,8 +88,18 @@ def dedup(ids: jax.Array, grads: jax.Array, num_rows: int, capacity: int | None 
         summed = jnp.zeros((num_rows,) + grads.shape[1:], grads.dtype).at[ids].add(grads, mode="drop")
         return jnp.where(counts > 0, jnp.arange(num_rows, dtype=jnp.int32), num_rows), summed
     capacity = int(capacity or ids.shape[0])
-    uniq, inverse = jnp.unique(ids.astype(jnp.int32), size=capacity, fill_value=num_rows, return_inverse=True)
-    summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=capacity)
+    # Sort the ids alone (a one-operand sort: on CPU ~5x faster than the key-plus-permutation
+    # sort of `jnp.unique(..., return_inverse=True)`), compact the distinct ones into the first
+    # slots, and find each id's slot by binary search. Same slots and the same scatter-add
+    # order as `jnp.unique` with `return_inverse`, so the sums are bitwise equal; about half
+    # the time (measured once with N = 106,496 ids, D = 16, on a loaded 2-core CPU host).
+    ids = ids.astype(jnp.int32).reshape(-1)
+    s = jnp.sort(ids)
+    first = jnp.concatenate([jnp.ones((min(1, s.shape[0]),), bool), s[1:] != s[:-1]])
+    slot = jnp.cumsum(first.astype(jnp.int32)) - 1
+    uniq = jnp.full((capacity,), num_rows, jnp.int32).at[slot].set(s, mode="drop")
+    inverse = jnp.searchsorted(uniq, ids)          # slots past `capacity` give `capacity`: dropped
+    summed = jax.ops.segment_sum(grads, inverse, num_segments=capacity)
     return uniq, summed
 
 

@@ -75,6 +75,21 @@ def test_dedup_capacity_smaller_than_n_and_jittable():
     np.testing.assert_array_equal(ug[:, 0], [2.0, 4.0, 2.0, 0.0])
 
 
+def test_dedup_sort_path_equals_unique_with_inverse_bitwise():
+    """The sort path against its definition (`jnp.unique(return_inverse)` + `segment_sum`), padding
+    ids (= num_rows) included, with a capacity that fits and one that drops the largest ids."""
+    rng = np.random.default_rng(3)
+    num_rows, n = 50, 64
+    ids = rng.integers(0, num_rows + 1, n).astype(np.int32)      # num_rows: padding
+    g = jnp.asarray(rand((n, D), 4))
+    for capacity in (n, 12):
+        want_ids, inv = jnp.unique(jnp.asarray(ids), size=capacity, fill_value=num_rows, return_inverse=True)
+        want = jax.ops.segment_sum(g, inv.reshape(-1), num_segments=capacity)
+        got_ids, got = dedup(jnp.asarray(ids), g, num_rows, capacity)
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got, want)
+
+
 # --- equality with dense optax -----------------------------------------------------------
 
 SCHEDULE = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)

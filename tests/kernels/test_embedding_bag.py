@@ -194,3 +194,45 @@ def test_unchecked_out_of_range_ids_under_jit_contribute_zero():
         np.testing.assert_allclose(f(table, bad, lengths), want, **TOL)
     unique_ids, _ = embedding_bag_row_grads(bad, lengths, jnp.ones((B, D)), "sum", V)
     assert not np.isin([2 * V, -2], np.asarray(unique_ids)).any()        # and get no gradient
+
+
+# ---------------------------------------------------------------------------- host huge pages
+
+def _anon_huge_kb(ptr: int) -> int | None:
+    """AnonHugePages (kB) of the mapping holding address `ptr`, from /proc/self/smaps."""
+    try:
+        lines = open("/proc/self/smaps").read().splitlines()
+    except OSError:
+        return None
+    inside = False
+    for line in lines:
+        head = line.split()[0]
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= ptr < hi
+        elif inside and head == "AnonHugePages:":
+            return int(line.split()[1])
+    return None
+
+
+def test_advise_huge_pages_keeps_values_and_backs_the_buffer():
+    table = jax.random.normal(jax.random.key(0), (1 << 18, 16), jnp.float32)   # 16 MiB
+    before = np.asarray(table).copy()
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, table.shape[0], (64, 7)), jnp.int32)
+    lengths = jnp.full((64,), 7, jnp.int32)
+    want = np.asarray(embedding_bag(table, ids, lengths))
+    n = eb.advise_huge_pages(table)
+    if n == 0:
+        pytest.skip("not Linux on a CPU backend: advise_huge_pages is a no-op")
+    assert n % eb.HUGE_PAGE == 0 and table.nbytes - 2 * eb.HUGE_PAGE < n <= table.nbytes
+    np.testing.assert_array_equal(np.asarray(table), before)
+    np.testing.assert_array_equal(np.asarray(embedding_bag(table, ids, lengths)), want)
+    thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    ptr = table.unsafe_buffer_pointer()
+    huge_kb = _anon_huge_kb(-(-ptr // eb.HUGE_PAGE) * eb.HUGE_PAGE)   # the advised part is its own mapping
+    if "[never]" not in thp and huge_kb is not None:
+        assert huge_kb * 1024 >= n // 2, f"{huge_kb} kB on huge pages after advising {n} bytes"
+
+
+def test_advise_huge_pages_is_a_no_op_for_small_buffers():
+    assert eb.advise_huge_pages(jnp.ones((100, 16), jnp.float32)) == 0
