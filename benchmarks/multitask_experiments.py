@@ -105,16 +105,19 @@ def run_setting(label: str, datasets: dict, kinds: list[str], args, embed_dim: i
     return [run for run, *_ in trained]
 
 
-def part_synthetic(args) -> dict:
+def part_synthetic(args, save) -> dict:
+    """Every correlation in `--correlations`; `save(partial payload)` after each one, so an
+    interrupted run keeps the settings it finished."""
     out = []
-    with tqdm(total=len(CORRELATIONS) * len(args.seeds) * (2 + len(METHODS)), desc="synthetic") as bar:
-        for p in CORRELATIONS:
+    with tqdm(total=len(args.correlations) * len(args.seeds) * (2 + len(METHODS)), desc="synthetic") as bar:
+        for p in args.correlations:
             datasets = {seed: load_synthetic_multitask(rows=args.rows, correlation=p, seed=seed) for seed in args.seeds}
             out += [{"correlation": p, **r} for r in run_setting(f"synthetic p={p:g}", datasets, ["regression", "regression"], args, 4, bar)]
+            save({"rows": args.rows, "tasks": ["task 1 (MSE)", "task 2 (MSE)"], "runs": out})
     return {"rows": args.rows, "tasks": ["task 1 (MSE)", "task 2 (MSE)"], "runs": out}
 
 
-def part_movielens(args) -> dict:
+def part_movielens(args, save=None) -> dict:
     ds = load_movielens_100k(args.data_dir, labels="multitask")
     kinds = ["binary", "binary", "regression"]
     with tqdm(total=len(args.seeds) * (3 + len(METHODS)), desc="movielens") as bar:
@@ -229,11 +232,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--correlations", type=float, nargs="+", default=list(CORRELATIONS), help="synthetic: task correlations p")
     args = p.parse_args()
     if args.part != "doc":
-        payload = {"benchmark": f"multitask_{args.part}", "command": common.command(), "machine": common.machine(),
-                   "epochs": args.epochs, "lr": args.lr, **{"synthetic": part_synthetic, "movielens": part_movielens}[args.part](args)}
-        print(f"wrote {common.write_json(f'multitask_{args.part}', payload)}")
+        head = {"benchmark": f"multitask_{args.part}", "command": common.command(), "machine": common.machine(),
+                "epochs": args.epochs, "lr": args.lr}
+
+        def save(part: dict) -> None:
+            print(f"wrote {common.write_json(f'multitask_{args.part}', {**head, **part})}")
+
+        save({"synthetic": part_synthetic, "movielens": part_movielens}[args.part](args, save))
     write_doc()
 
 
