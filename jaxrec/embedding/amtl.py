@@ -12,7 +12,8 @@ for frequent and one for rare values [V]; the specifics below are [I]:
     e'  = e * m~
 
 `P_j` is the probability that the size exceeds j, so gradients reach the size distribution.
-`per_value_dims` exports the learned sizes (storage keeps the first k_v + 1 dims of each value).
+`per_value_dims` exports the learned sizes (storage keeps the first k_v + 1 dims of each value:
+`jaxrec.embedding.packed` builds, saves and serves that compacted table).
 
 Also [I], and configurable (`tables.<name>.amtl = {...}`, `AMTLOptions`):
   * counts are the value's occurrences in the train split (`add_frequency_columns` puts u_v
