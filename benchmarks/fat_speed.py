@@ -83,7 +83,7 @@ def part_of(op_name: str) -> str:
     part = "other"
     for p in path:
         if p in ("attention", "ffn", "ln_attention", "ln_ffn", "ln_final", "embedding") or p.startswith(("MLP", "Dropout")):
-            part = "head (MLP)" if p.startswith("MLP") else ("LayerNorm" if p.startswith("ln_") else p)
+            part = {"M": "head (MLP)", "l": "LayerNorm", "D": "dropout (mask, scale)"}.get(p[0], p)
         if "random" in p or "threefry" in p or p == "Dropout_0":
             part = "dropout RNG"
             break
