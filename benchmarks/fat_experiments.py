@@ -200,7 +200,8 @@ def part_scaling(args) -> dict:
     """Every finished run is kept in fat_scaling_runs.json (keyed by model, width, dense lr,
     rows, seed): an interrupted sweep resumes. The dense lr of width d is `lr_rule(d)`, the
     same rule for both models, fixed before the sweep (no per-width choice)."""
-    runs = [r for r in json.loads(RUNS_FILE.read_text()) if "seed" in r] if RUNS_FILE.exists() else []
+    saved = json.loads(RUNS_FILE.read_text()) if RUNS_FILE.exists() else {"runs": []}
+    runs = [r for r in (saved["runs"] if isinstance(saved, dict) else saved) if "seed" in r]  # older files: a bare list
     base_lr = float(load_config_file(str(common.ROOT / "configs" / "fat_synthetic.py")).optimizer.lr)
     datasets = {}
 
@@ -213,7 +214,7 @@ def part_scaling(args) -> dict:
              **synthetic_run(model, overrides, args.rows, datasets, dense_lr=lr, seed=seed,
                              label=f"scaling/{model}/d{width}/seed{seed}")}
         runs.append(r)
-        common.write_json(RUNS_FILE.stem, runs)
+        common.write_json(RUNS_FILE.stem, {"runs": runs})
         return r
 
     lr = {s: get("lr", None, base_lr, s) for s in args.seeds}
