@@ -124,6 +124,39 @@ def test_pallas_kernel_path_matches_xla_in_the_model():
         np.testing.assert_allclose(k, a, rtol=1e-4, atol=1e-5)
 
 
+def test_parallel_dnn_adds_its_logit_to_the_blocks_logit():
+    """AutoInt+ variant: logit = FAT logit + DNN(flattened input tokens); the rest is the plain model."""
+    b = batch()
+    model = FAT(FEATURES, embed_dim=D, parallel_dnn=(5,))
+    v = model.init(jax.random.PRNGKey(0), b)
+    p = v["params"]
+    plain = {**v, "params": {k: t for k, t in p.items() if k != "parallel_dnn"}}
+    base = FAT(FEATURES, embed_dim=D).apply(plain, b)
+    dnn = jax.tree_util.tree_map(np.asarray, p["parallel_dnn"])
+    # the DNN's logit by hand from the input tokens e_f + b_f
+    _, state = model.apply(v, b, capture_intermediates=True)
+    first = np.asarray(state["intermediates"]["embedding"]["__call__"][0]) + np.asarray(p["field_bias"])  # [B, F, D]
+    h = np.maximum(first.reshape(len(first), -1) @ dnn["Dense_0"]["kernel"] + dnn["Dense_0"]["bias"], 0)
+    want = np.asarray(base) + (h @ dnn["Dense_1"]["kernel"] + dnn["Dense_1"]["bias"])[:, 0]
+    np.testing.assert_allclose(model.apply(v, b), want, rtol=1e-5, atol=1e-6)
+
+
+def test_field_norm_normalises_each_token_with_its_fields_gain_and_bias():
+    """Zero gains leave each token its field's bias: every example then gets the same logit; unit
+    gains make the model blind to the scale of the embeddings (a LayerNorm per token)."""
+    b = batch()
+    model = FAT(FEATURES, embed_dim=D, field_norm=True)
+    v = model.init(jax.random.PRNGKey(0), b)
+    p = v["params"]
+    scaled = lambda c: {**v, "embedding": jax.tree_util.tree_map(lambda t: t * c, v["embedding"])}
+    out1, out3 = model.apply(scaled(1e4), b), model.apply(scaled(3e4), b)  # embeddings of std ~1 and ~3
+    np.testing.assert_allclose(out1, out3, rtol=1e-4, atol=1e-5)
+    bias = jnp.asarray(np.random.default_rng(0).normal(size=(F, D)), jnp.float32)
+    const = model.apply({**scaled(1e4), "params": {**p, "field_norm_scale": jnp.zeros((F, D)), "field_norm_bias": bias}}, b)
+    np.testing.assert_allclose(const, np.full(len(const), float(const[0])), rtol=1e-5)
+    assert not np.allclose(out1, out1[0])
+
+
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="num_heads"):
         FAT(FEATURES, embed_dim=6, num_heads=4).init(jax.random.PRNGKey(0), batch())

@@ -16,6 +16,12 @@ a final LayerNorm before pooling (pre-LN convention; `final_norm`); the token wi
 the embedding width `embed_dim`; the optional `head_hidden` MLP sits between pooling and the
 output layer.
 
+Variants (off by default; the AutoInt+ / FAT-paper forms, chosen on validation by the
+benchmarks): `field_norm` normalises each input token over d and scales and shifts it by its
+own field's gain and bias, `Z^0_f <- gamma_f * (Z^0_f - mean) / std + beta_f`;
+`parallel_dnn` adds a DNN over the flattened input embeddings beside the blocks,
+`logit = head(blocks(Z^0)) + DNN(concat_f Z^0_f)` (AutoInt+, Song et al. 2019).
+
 Ablation switches: `modulation=False` (w = 1), `per_field=False` (shared W_Q/W_K/W_V),
 `field_ffn=False` (shared FFN), `hypernet=False` (per-field weights learned directly; the v1
 model, the default). With `hypernet=True` the per-field weights of every layer are composed
@@ -61,6 +67,9 @@ class FAT(nn.Module):
       num_bases, meta_dim, top_k: hypernet M, k, K.
       modulation_init_mean, modulation_init_std: w's normal initializer.
       attention: 'auto' | 'xla' | 'pallas' | 'interpret' (pallas_kernels.field_attention).
+      field_norm: per-field LayerNorm of the input tokens (gain and bias per field) [variant].
+      parallel_dnn: hidden widths of a DNN over the flattened input tokens whose logit is
+        added (AutoInt+); () = none [variant].
     """
 
     features: tuple[Feature, ...]
@@ -85,6 +94,8 @@ class FAT(nn.Module):
     modulation_init_std: float = 0.01
     dropout: float = 0.0
     attention: str = "auto"
+    field_norm: bool = False
+    parallel_dnn: Sequence[int] = ()
     embed_init_std: float = 1e-4
     tables: tuple = ()  # per-table (name, TableOptions): own optimizer / sharding (config `tables`)
     EMBEDDING_LAYERS = {"embedding": "embed_dim"}  # {layer name: width or its field} (jaxrec.embedding.plan)
@@ -95,6 +106,11 @@ class FAT(nn.Module):
         num_fields = z.shape[1]
         if self.field_bias:
             z = z + self.param("field_bias", nn.initializers.zeros, (num_fields, self.embed_dim))
+        if self.field_norm:  # [B, F, d]: normalised over d, then gamma_f * . + beta_f per field
+            z = nn.LayerNorm(use_scale=False, use_bias=False, name="field_norm")(z)
+            z = z * self.param("field_norm_scale", nn.initializers.ones, (num_fields, self.embed_dim)) \
+                + self.param("field_norm_bias", nn.initializers.zeros, (num_fields, self.embed_dim))
+        tokens = z
         meta = None
         if self.hypernet:
             meta = self.param("field_meta", nn.initializers.normal(1.0), (num_fields, self.meta_dim))
@@ -111,7 +127,11 @@ class FAT(nn.Module):
             pooled = z.reshape(z.shape[0], -1)
         else:
             raise ValueError(f"model.pooling={self.pooling!r}: expected 'sum' or 'flatten'")
-        return MLP(tuple(self.head_hidden), dropout=self.dropout, out_dim=1)(pooled, train)[:, 0]
+        logit = MLP(tuple(self.head_hidden), dropout=self.dropout, out_dim=1)(pooled, train)[:, 0]
+        if self.parallel_dnn:  # AutoInt+: a DNN over the flattened input tokens beside the blocks
+            flat = tokens.reshape(tokens.shape[0], -1)
+            logit = logit + MLP(tuple(self.parallel_dnn), dropout=self.dropout, out_dim=1, name="parallel_dnn")(flat, train)[:, 0]
+        return logit
 
 
 class Transformer(FAT):
