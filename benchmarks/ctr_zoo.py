@@ -43,10 +43,10 @@ import json
 import time
 from pathlib import Path
 
+import common
 import jax
 import numpy as np
 
-import common
 from jaxrec.data import batching
 from jaxrec.embedding import field_names
 from jaxrec.models.ctr.fscd import field_costs, keep_probabilities
@@ -407,7 +407,7 @@ def claims(data: dict) -> list[dict]:
                     "figure": f"{mem['pcf_gnn']:,} B of parameters vs {mem['explicit']:,} B for {mem['observed_pairs']:,} pairs ({100 * x:.0f}% less)",
                     "seeds": "-", "rule": "byte count (deterministic), reduction > 50%", "verdict": "reproduced" if x > 0.5 else "not reproduced"})
     if "fscd" in data:
-        key = lambda s: (s["lambda"], s["seed"])  # noqa: E731
+        key = lambda s: (s["lambda"], s["seed"])
         sel = sorted((s for s in data["fscd"]["selections"] if s["lambda"]), key=key)
         rnd = sorted(data["fscd"]["random"], key=key)
         assert [key(s) for s in sel] == [key(s) for s in rnd]
