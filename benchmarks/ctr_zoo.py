@@ -110,18 +110,24 @@ def summary(r: dict) -> dict:
     return {k: r[k] for k in ("valid", "best_epoch", "epochs_run", "num_params", "train_examples_per_sec")}
 
 
-def din_row(seeds, data_dir: str, dataset) -> tuple[list[dict], dict]:
-    """DIN's candidates (`DIN_CANDIDATES`) fitted at every seed, one chosen by mean valid GAUC;
-    test is read for the chosen one only. Returns (the chosen runs with test, the selection record)."""
-    fits = {}
-    for key, opts in DIN_CANDIDATES.items():
-        fits[key] = []
-        for seed in seeds:
-            fits[key].append(common.fit(config("din", seed, data_dir, **opts), dataset))
-            print(f"DIN [{key}] seed {seed}: valid auc {fits[key][-1]['valid']['auc']:.4f} gauc {fits[key][-1]['valid']['gauc']:.4f}", flush=True)
+def din_row(seeds, data_dir: str, dataset, save=None) -> tuple[list[dict], dict]:
+    """DIN's candidates (`DIN_CANDIDATES`) fitted at every seed (seed-major: each seed runs every
+    candidate in turn), one chosen by mean valid GAUC; test is read for the chosen one only.
+    `save(record)` is called after each run with the selection record so far (valid only).
+    Returns (the chosen runs with test, the selection record)."""
+    fits = {key: [] for key in DIN_CANDIDATES}
+    record = {"chosen": None, "metric": "gauc", "valid": {key: [] for key in DIN_CANDIDATES}}
+    for seed in seeds:
+        for key, opts in DIN_CANDIDATES.items():
+            r = common.fit(config("din", seed, data_dir, **opts), dataset)
+            fits[key].append(r)
+            record["valid"][key].append({"seed": seed, **summary(r)})
+            print(f"DIN [{key}] seed {seed}: valid auc {r['valid']['auc']:.4f} gauc {r['valid']['gauc']:.4f}, "
+                  f"best epoch {r['best_epoch']}", flush=True)
+            if save:
+                save(record)
     pick, means = common.choose(fits, metric="gauc")
-    record = {"chosen": pick, "metric": "gauc", "valid_means": means,
-              "valid": {k: [{"seed": s, **summary(r)} for s, r in zip(seeds, runs)] for k, runs in fits.items()}}
+    record.update(chosen=pick, valid_means=means)
     for key, runs in fits.items():
         if key != pick:
             for r in runs:
@@ -141,11 +147,18 @@ def part_zoo(args) -> dict:
     old = json.loads(path.read_text()) if path.is_file() and args.resume else {}
     out, din = old.get("runs", []), old.get("din_selection")
     commands = old.get("commands", [old["command"]] if "command" in old else []) + [common.command()]
+    earlier_reads = old.get("test_reads_earlier", []) + old.get("test_reads", [])  # the ledgers of the resumed runs
+
+    def save(din_record=None) -> None:
+        common.write_json("ctr_zoo_zoo", {"seeds": args.seeds, "runs": out, "din_selection": din_record or din, "partial": True,
+                                          "commands": commands, "test_reads_earlier": earlier_reads,
+                                          "command": common.command(), "machine": common.machine()})
+
     for name, make in rows(args.data_dir).items():
         if (args.only and name not in args.only) or any(r["model"] == name for r in out):
             continue
         if name == "DIN":
-            runs, din = din_row(args.seeds, args.data_dir, dataset)
+            runs, din = din_row(args.seeds, args.data_dir, dataset, save)
             out += runs
         else:
             for seed in args.seeds:
@@ -155,11 +168,11 @@ def part_zoo(args) -> dict:
                 out.append({"model": name, "seed": seed, "config": c.model.to_dict(), "test": test, **summary(r)})
                 print(f"{name} seed {seed}: test auc {test['auc']:.4f} gauc {test['gauc']:.4f} logloss {test['logloss']:.4f}, "
                       f"{r['train_examples_per_sec'] or 0:,.0f} ex/s", flush=True)
-        common.write_json("ctr_zoo_zoo", {"seeds": args.seeds, "runs": out, "din_selection": din, "partial": True,
-                                          "commands": commands, "command": common.command(), "machine": common.machine()})
+        save()
     _, report = add_cross_features(dataset, CrossOptions())  # storage of the cross features, both ways
     memory = {"pcf_gnn": report["bytes"], "explicit": report["explicit_table_bytes"], "observed_pairs": report["observed_pairs"]}
-    return {"seeds": args.seeds, "runs": out, "din_selection": din, "pcf_memory": memory, "commands": commands}
+    return {"seeds": args.seeds, "runs": out, "din_selection": din, "pcf_memory": memory, "commands": commands,
+            "test_reads_earlier": earlier_reads}
 
 
 def part_apg(args) -> dict:
