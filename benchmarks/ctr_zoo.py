@@ -291,14 +291,22 @@ def zoo_section(d: dict, pre: dict | None) -> list[str]:
     lines += rows_table(by_model(d))
     sel = d.get("din_selection")
     if sel:
+        done = sorted({r["seed"] for runs in sel["valid"].values() for r in runs})
+        state = (f"chosen by mean valid {sel['metric'].upper()}: **{sel['chosen']}** (only its runs read test)" if sel["chosen"] else
+                 f"**the selection did not finish** (seeds run: {', '.join(map(str, done)) or 'none'}): nothing chosen, DIN's test not read")
         lines += ["### DIN: attention normalisation and activation, chosen on valid", "",
-                  f"Mean valid metrics over the seeds; chosen by mean valid {sel['metric'].upper()}: **{sel['chosen']}** "
-                  "(only its runs read test).", "",
-                  "| candidate (normalisation, activation) | valid AUC | valid GAUC | best epochs |", "|---|---|---|---|"]
+                  f"Mean valid metrics over the seeds run; {state}.", "",
+                  "| candidate (normalisation, activation) | seeds | valid AUC | valid GAUC | valid GAUC per seed | best epochs |",
+                  "|---|---|---|---|---|---|"]
         for key, runs in sel["valid"].items():
+            if not runs:
+                lines.append(f"| {key} | - | - | - | - | - |")
+                continue
             auc, gauc = (common.mean_std([r["valid"][k] for r in runs]) for k in ("auc", "gauc"))
-            lines.append(f"| {key}{' (chosen)' if key == sel['chosen'] else ''} | {auc[0]:.4f} ± {auc[1]:.4f} | "
-                         f"{gauc[0]:.4f} ± {gauc[1]:.4f} | {','.join(str(r['best_epoch']) for r in runs)} |")
+            per_seed = ", ".join(f"{r['valid']['gauc']:.4f}" for r in runs)
+            lines.append(f"| {key}{' (chosen)' if key == sel['chosen'] else ''} | {','.join(str(r['seed']) for r in runs)} | "
+                         f"{auc[0]:.4f} ± {auc[1]:.4f} | {gauc[0]:.4f} ± {gauc[1]:.4f} | "
+                         f"{per_seed} | {','.join(str(r['best_epoch']) for r in runs)} |")
         lines.append("")
     old = {m: v for m, v in by_model(pre).items() if m not in by_model(d)}
     if old:
