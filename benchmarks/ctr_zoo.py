@@ -2,7 +2,7 @@
 
     python benchmarks/ctr_zoo.py zoo [--seeds 0 1 2] [--only ROW ...] [--resume]  # rows: AUC / GAUC / logloss, params, examples/s
     python benchmarks/ctr_zoo.py apg [--repeats 7]      # APG's step time and memory against the plain models (and naive generation)
-    python benchmarks/ctr_zoo.py fscd [--seeds 0 1 2]   # FSCD: effectiveness against cost, against random subsets of equal cost
+    python benchmarks/ctr_zoo.py fscd [--seeds 0 1 2] [--lambdas ...] [--no_all_fields]  # FSCD: effectiveness against cost, against random subsets of equal cost
     python benchmarks/ctr_zoo.py doc                    # rewrite docs/results/ctr_zoo.md
 
 The protocol is benchmarks/common.py's. Every row is `common.fit` (what `train.py` does, test
@@ -240,7 +240,7 @@ def part_fscd(args) -> dict:
         return float(sum(costs[fields.index(f)] for f in chosen))
 
     for seed in args.seeds:
-        for lam in LAMBDAS:
+        for lam in args.lambdas:
             c = config("dnn_history", seed, args.data_dir, name="fscd", complexity_weight=lam)
             exp = build(c, dataset)
             gated = common.fit(c, dataset)
@@ -256,6 +256,8 @@ def part_fscd(args) -> dict:
             out["random"].append({"seed": seed, "lambda": lam, "chosen": pick, "cost": cost_of(pick), **q})
             print(f"seed {seed} lambda {lam}: FSCD {chosen} cost {cost:.2f} test auc {r['test']['auc']:.4f}; "
                   f"random {pick} cost {cost_of(pick):.2f} test auc {q['test']['auc']:.4f}", flush=True)
+        if args.no_all_fields:
+            continue
         r = light("all fields", seed, fields)
         out["selections"].append({"seed": seed, "lambda": 0.0, "chosen": fields, "cost": float(costs.sum()), **r})
     return out
@@ -348,7 +350,8 @@ def fscd_section(d: dict) -> list[str]:
              "field's cost) of FSCD's selection at the same seed and weight.", "",
              "| complexity weight | fields kept (seed 0) | FSCD cost (mean) | light model test AUC | random subset cost (mean) | random subset test AUC | FSCD - random (per seed) |",
              "|---|---|---|---|---|---|---|"]
-    for lam in sorted({s["lambda"] for s in d["selections"]} - {0.0}) + [0.0]:
+    lams = sorted({s["lambda"] for s in d["selections"]})
+    for lam in [x for x in lams if x] + [x for x in lams if not x]:
         sel = sorted((s for s in d["selections"] if s["lambda"] == lam), key=lambda s: s["seed"])
         rnd = sorted((s for s in d["random"] if s["lambda"] == lam), key=lambda s: s["seed"])
         m = common.mean_std([s["test"]["auc"] for s in sel])
@@ -465,6 +468,8 @@ def main() -> None:
     parser.add_argument("part", choices=PARTS + ("doc",))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDAS), help="fscd: the complexity weights")
+    parser.add_argument("--no_all_fields", action="store_true", help="fscd: skip the all-fields reference row")
     parser.add_argument("--only", nargs="*", help="zoo: only these rows")
     parser.add_argument("--resume", action="store_true", help="zoo: keep the runs already in its JSON")
     parser.add_argument("--data_dir", default=common.default_data_dir())
