@@ -229,6 +229,13 @@ def part_fscd(args) -> dict:
     tolerance = float(costs.min()) / 2
     rng = np.random.default_rng(0)
     out = {"fields": fields, "costs": costs.tolist(), "tolerance": tolerance, "selections": [], "random": []}
+    path = common.RESULTS / "ctr_zoo_fscd.json"
+    if args.resume and path.is_file():  # keep the (seed, weight) pairs already run, and their test-read ledger
+        old = json.loads(path.read_text())
+        out.update(selections=old["selections"], random=old["random"], commands=old.get("commands", [old["command"]]),
+                   test_reads_earlier=old.get("test_reads_earlier", []) + old.get("test_reads", []))
+        rng = np.random.default_rng(len(old["random"]))  # fresh draws, not a replay of the first run's
+    out["commands"] = out.get("commands", []) + [common.command()]
 
     def light(label: str, seed: int, chosen) -> dict:
         c = config("dnn_history", seed, args.data_dir, hidden=(64,))
@@ -241,6 +248,8 @@ def part_fscd(args) -> dict:
 
     for seed in args.seeds:
         for lam in args.lambdas:
+            if any(x["seed"] == seed and x["lambda"] == lam for x in out["selections"]):
+                continue
             c = config("dnn_history", seed, args.data_dir, name="fscd", complexity_weight=lam)
             exp = build(c, dataset)
             gated = common.fit(c, dataset)
@@ -256,7 +265,7 @@ def part_fscd(args) -> dict:
             out["random"].append({"seed": seed, "lambda": lam, "chosen": pick, "cost": cost_of(pick), **q})
             print(f"seed {seed} lambda {lam}: FSCD {chosen} cost {cost:.2f} test auc {r['test']['auc']:.4f}; "
                   f"random {pick} cost {cost_of(pick):.2f} test auc {q['test']['auc']:.4f}", flush=True)
-        if args.no_all_fields:
+        if args.no_all_fields or any(x["seed"] == seed and x["lambda"] == 0.0 for x in out["selections"]):
             continue
         r = light("all fields", seed, fields)
         out["selections"].append({"seed": seed, "lambda": 0.0, "chosen": fields, "cost": float(costs.sum()), **r})
@@ -477,7 +486,7 @@ def main() -> None:
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDAS), help="fscd: the complexity weights")
     parser.add_argument("--no_all_fields", action="store_true", help="fscd: skip the all-fields reference row")
     parser.add_argument("--only", nargs="*", help="zoo: only these rows")
-    parser.add_argument("--resume", action="store_true", help="zoo: keep the runs already in its JSON")
+    parser.add_argument("--resume", action="store_true", help="zoo / fscd: keep the runs already in its JSON")
     parser.add_argument("--data_dir", default=common.default_data_dir())
     args = parser.parse_args()
     if args.part != "doc":
