@@ -338,7 +338,8 @@ def apg_section(d: dict) -> list[str]:
     v = {x["variant"]: x for x in d["variants"]}
     lines = ["## APG: time and memory", "",
              f"One jitted call of 20 train steps (batch 1024); {d['repeats']} repeats, each timing every variant once in turn "
-             "(so load hits them alike); XLA's temporary memory of the compiled call. Ratios are within this one run.", "",
+             "(so load hits them alike); XLA's temporary memory of the compiled call. Ratios are within this one run; on a shared, "
+             "loaded host the time ratios spread widely (shown per repeat), the memory figures are deterministic.", "",
              "| variant | ms / step (median) | min - max over repeats | temporary memory | dense params |", "|---|---|---|---|---|"]
     for x in d["variants"]:
         t = 1000 * np.asarray(x["times"]) / 20
