@@ -13,11 +13,9 @@ def get_config():
     c.model.embed_dim = 16
     c.model.hidden = (256, 128)
     c.model.attention_hidden = (80, 40)
-    # Softmax-normalised attention with PReLU. NOT yet chosen under the protocol: it was picked on one
-    # seed's *test* GAUC before issue 20. benchmarks/ctr_zoo.py (DIN_CANDIDATES) chooses the
-    # normalisation ('none' / 'softmax') and activation ('prelu' / the paper's 'dice') on mean valid
-    # GAUC over seeds; that selection has not finished on the shared CPU host (docs/results/ctr_zoo.md
-    # shows the valid figures so far). Change these two lines to the chosen candidate once it does.
+    # Softmax-normalised attention with PReLU, chosen on mean valid GAUC over seeds 0, 1, 2 among
+    # ('none', Dice) -- the paper's --, ('none', PReLU) and ('softmax', PReLU) by benchmarks/ctr_zoo.py
+    # (DIN_CANDIDATES; figures in docs/results/ctr_zoo.md). Earlier it had been picked on test.
     c.model.normalize = "softmax"
     c.model.activation = "prelu"
     return c
