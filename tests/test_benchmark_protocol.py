@@ -18,10 +18,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py")
 READERS = {"train_and_evaluate", "evaluate_checkpoint"}
-# Scripts not yet moved onto the protocol (issue 20): each leaves this set when it is, and the
-# test below then holds it to the rule. A script listed here must still read test somewhere
-# (`test_pending_scripts_are_still_pending`), so the set cannot go stale.
-PENDING = {"ctr_zoo.py"}
 
 
 def _name(node: ast.AST) -> str | None:
@@ -79,14 +75,8 @@ def test_the_check_finds_a_test_read_and_accepts_a_thunk():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_benchmark_reads_test_only_through_read_test(script):
-    if script.name in PENDING:
-        pytest.skip(f"{script.name} is not yet on the protocol (issue 20)")
     bad = test_reads(script.read_text())
     assert not bad, (f"{script.relative_to(ROOT)} lines {bad} read the test split outside common.read_test "
                      "(wrap the final configuration's evaluation in read_test, or say why it is no choice with "
                      "'# protocol: ...' on the line)")
 
-
-def test_pending_scripts_are_still_pending():
-    for name in PENDING:
-        assert test_reads((ROOT / "benchmarks" / name).read_text()), f"{name} passes the check: drop it from PENDING"

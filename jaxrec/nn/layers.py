@@ -1,18 +1,56 @@
-"""Reusable layers of the CTR models: MLP, factorization machine, DCNv2 cross network."""
+"""Reusable layers of the CTR models: MLP, Dice, factorization machine, DCNv2 cross network."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+
+class Dice(nn.Module):
+    """Dice, the data-adaptive activation of DIN (Zhou et al., KDD 2018, eq. 9), per channel d:
+
+        p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps)),    f(s) = p(s) s + (1 - p(s)) alpha_d s
+
+    `[..., d] -> [..., d]`; alpha `[d]` is learned (initialised 0, where Dice is a smooth ReLU-like
+    gate centred on the mean). E and Var are over every axis but the last, of the batch at hand,
+    in training and inference alike [I]: the paper keeps moving averages for inference, which
+    needs a batch-statistics collection the train state does not carry; evaluation batches are
+    large (they hold thousands of rows), so their statistics are close to the population's.
+    """
+
+    eps: float = 1e-8
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        alpha = self.param("alpha", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.var(x, axis=axes)
+        p = jax.nn.sigmoid((x - mean) * jax.lax.rsqrt(var + self.eps))
+        return p * x + (1 - p) * alpha.astype(x.dtype) * x
+
+
+def activate(name: str, x: jnp.ndarray) -> jnp.ndarray:
+    """`x` through the activation `name`: a `flax.linen` function ('relu', 'gelu', ...), 'prelu'
+    (a learned slope per layer) or 'dice' (`Dice`); the learned ones are created in the caller's scope."""
+    if name == "prelu":
+        return nn.PReLU()(x)
+    if name == "dice":
+        return Dice()(x)
+    if not callable(getattr(nn, name, None)):
+        raise ValueError(f"activation={name!r}: expected 'prelu', 'dice' or a flax.linen function name ('relu', 'gelu', ...)")
+    return getattr(nn, name)(x)
 
 
 class MLP(nn.Module):
     """Dense -> activation (-> dropout) per hidden size; `[..., d_in] -> [..., hidden[-1]]`.
 
     With `out_dim` set, a final linear layer maps to `out_dim` (no activation). `activation`
-    names a `flax.linen` function ('relu', 'gelu', ...) or 'prelu' (a learned slope per layer).
+    names a `flax.linen` function ('relu', 'gelu', ...), 'prelu' (a learned slope per layer) or
+    'dice' (`Dice`, DIN's activation).
     """
 
     hidden: Sequence[int]
@@ -24,7 +62,7 @@ class MLP(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for width in self.hidden:
             x = nn.Dense(width)(x)
-            x = nn.PReLU()(x) if self.activation == "prelu" else getattr(nn, self.activation)(x)
+            x = activate(self.activation, x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
         if self.out_dim is not None:

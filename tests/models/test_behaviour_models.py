@@ -150,3 +150,24 @@ def test_content_fine_tuning_and_frozen_content(history):
     assert all(x.shape != tuned.shape for x in jax.tree.leaves(v))  # the content table is not a parameter
     other = dataclasses.replace(model, content=Frozen(np.roll(tuned, 1, axis=0)))
     assert float(jnp.abs(other.apply(v, batch) - model.apply(v, batch)).max()) > 1e-5
+
+
+def test_dice_by_hand():
+    """Dice (DIN eq. 9) on one channel holding -1 and 1 (batch mean 0, variance 1): p = sigmoid(+-1),
+    f(s) = p s + (1 - p) alpha s; at alpha = 0 (its initial value) f(-1) = -0.26894, f(1) = 0.73106;
+    at alpha = 0.5, f(-1) = -0.26894 - 0.5 * 0.73106 = -0.63447. A second channel is normalised by its
+    own statistics: [10, 30] (mean 20, std 10) gives the same gates."""
+    from jaxrec.nn.layers import MLP, Dice
+
+    x = jnp.array([[-1.0, 10.0], [1.0, 30.0]])
+    dice = Dice(eps=0.0)
+    v = dice.init(jax.random.PRNGKey(0), x)
+    np.testing.assert_allclose(v["params"]["alpha"], [0.0, 0.0])
+    s = 1 / (1 + np.exp(-1.0))  # sigmoid(1) = 0.7310586
+    np.testing.assert_allclose(dice.apply(v, x), [[-(1 - s), 10 * (1 - s)], [s, 30 * s]], rtol=1e-6)
+    out = dice.apply({"params": {"alpha": jnp.array([0.5, 0.0])}}, x)
+    np.testing.assert_allclose(out[0, 0], -0.63447, atol=1e-5)
+    mlp = MLP((3,), activation="dice", out_dim=1)
+    assert "Dice_0" in mlp.init(jax.random.PRNGKey(0), jnp.ones((4, 2)))["params"]
+    with pytest.raises(ValueError, match="activation='bogus'"):
+        MLP((3,), activation="bogus").init(jax.random.PRNGKey(0), jnp.ones((4, 2)))

@@ -4,9 +4,9 @@
                                         (`jaxrec.nn.behaviour.TargetAttention`)
     y   = MLP([e_1, ..., e_F, v_U])    the other fields' embeddings beside the interest
 
-The behaviours share the target's embedding table (the dataset's `group`). The paper's Dice
-activation needs batch statistics kept for inference; the MLPs use PReLU, the paper's other
-choice [I: configurable by `activation`].
+The behaviours share the target's embedding table (the dataset's `group`). `activation` is
+'prelu' (default) or the paper's 'dice' (`jaxrec.nn.layers.Dice`, with the statistics of the
+batch at hand also at inference, [I]); configs/din_movielens.py says which was chosen on valid.
 """
 
 from __future__ import annotations
