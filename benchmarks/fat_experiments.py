@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 
 import numpy as np
 

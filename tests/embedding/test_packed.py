@@ -100,7 +100,6 @@ def test_model_served_from_packed_stack_equals_masked_model():
     amtl["low"]["layers_1"]["bias"] = -0.5 * jnp.arange(6.0)
     v = {**v, "params": {**v["params"], "amtl_a": amtl}}
     masked = layer.apply(v, batch)
-    from jaxrec.embedding.amtl import AMTLMask, per_value_dims
     sub = {"params": v["params"]["amtl_a"]}
     sizes = per_value_dims(AMTLMask(6, opts.amtl.hidden, opts.amtl.start), sub, u)
     assert len(set(sizes.tolist())) > 1  # sizes differ between values (else the test is weak)
