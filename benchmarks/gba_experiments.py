@@ -350,10 +350,15 @@ def write_doc() -> None:
                   f"learning rate {d.get('lr', 0.001):g} (dense and tables; {lr_note}); {d['local_batches']:,} local batches per run; jitter {d['jitter']}; backup workers {d['backups']}; "
                   f"SSP bound {d['ssp_bound']}; GBA tolerance iota = {g['tolerance']}, decay '{g['decay']}'. "
                   f"Mean ± sample std over seeds {d['seeds']} (the seed sets init, data order and which workers are slow).", ""]
+        if "sync_valid_auc_per_lr_seed" not in d:  # written before the issue-20 protocol
+            lines += [f"**Not rerun under the protocol**: this part's JSON ({d['machine']['date']}) predates it. Its budget was "
+                      f"tuned on seed {d['seeds'][0]} alone with an epoch cap of {len(d['sync_valid_auc_per_epoch'])}, where sync's valid AUC "
+                      "was still rising, so sync (and every mode with it) may be under-trained; its claims below carry that caveat.", ""]
         lines += rows + [""]
         for (s, r), (ours, ref, speed) in checks.items():
             v = common.verdict(ours, ref, "every_seed", side="within", margin=0.001)
-            claims.append(common.claim_row(f"{part} (s, r) = ({s:g}, {r:g}): GBA's test AUC within 0.001 of sync's", common.fmt_diffs(v), v))
+            old = "" if "sync_valid_auc_per_lr_seed" in d else " (run before the protocol, see above)"
+            claims.append(common.claim_row(f"{part} (s, r) = ({s:g}, {r:g}): GBA's test AUC within 0.001 of sync's{old}", common.fmt_diffs(v), v))
             if (s, r) == (0.3, 4.0):
                 vs = common.verdict(speed, [2.4] * len(speed), "every_seed")
                 claims.append(common.claim_row(f"{part} (s, r) = (0.3, 4): GBA >= 2.4x faster than sync (simulated time)",
