@@ -32,7 +32,7 @@ def _is_test(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value == "test"
 
 
-def test_reads(source: str) -> list[int]:
+def unguarded_reads(source: str) -> list[int]:
     """Line numbers of test-split reads outside `read_test` thunks and without a protocol comment."""
     tree = ast.parse(source)
     lines = source.splitlines()
@@ -61,8 +61,6 @@ def test_reads(source: str) -> list[int]:
     return sorted(set(bad))
 
 
-test_reads.__test__ = False  # a helper, not a test
-
 
 def test_the_check_finds_a_test_read_and_accepts_a_thunk():
     src = ('def pick(exp, p):\n    return evaluate(exp, p, "test")\n'
@@ -70,12 +68,12 @@ def test_the_check_finds_a_test_read_and_accepts_a_thunk():
            'def final2(exp, p):\n    def thunk():\n        return ds.splits["test"]\n    return read_test("y", thunk)\n'
            'oracle = auc(ds.splits["test"]["label"])  # protocol: the oracle line, no choice\n'
            'r = train_and_evaluate(c, w)\n')
-    assert test_reads(src) == [2, 10]
+    assert unguarded_reads(src) == [2, 10]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_benchmark_reads_test_only_through_read_test(script):
-    bad = test_reads(script.read_text())
+    bad = unguarded_reads(script.read_text())
     assert not bad, (f"{script.relative_to(ROOT)} lines {bad} read the test split outside common.read_test "
                      "(wrap the final configuration's evaluation in read_test, or say why it is no choice with "
                      "'# protocol: ...' on the line)")
