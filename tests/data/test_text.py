@@ -106,6 +106,8 @@ def test_errors_name_what_is_wrong(tmp_path):
         load_text(corpus="file", path=str(tmp_path / "nope.txt"))
     with pytest.raises(ConfigError, match="needs dataset.path"):
         load_text(corpus="file")
+    with pytest.raises(ConfigError, match="dataset.vocab_size=100: a byte-level BPE has at least 257 ids"):
+        load_text(vocab_size=100)
     with pytest.raises(ConfigError, match="dataset.corpus='wiki'"):
         load_text(corpus="wiki")
     path = _corpus(tmp_path, docs=6)
