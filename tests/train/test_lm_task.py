@@ -1,10 +1,17 @@
 """The 'lm' task: loss and eval outputs against a numpy reference, metrics by hand, config checks,
-and a small LM trained through train_and_evaluate (metrics.json has held-out perplexity)."""
+a tiny GPT trained through train_and_evaluate (metrics.json has held-out perplexity far below the
+unigram baseline's), and configs/gpt_tiny.py through train.py resuming after SIGKILL to the same
+metrics."""
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,12 +19,13 @@ import pytest
 
 from jaxrec.data.text import TOKENS, load_text, unigram_perplexity
 from jaxrec.errors import ConfigError
-from jaxrec.models import MODELS
 from jaxrec.train import experiment
+from jaxrec.train import state as state_lib
 from jaxrec.train.config import default_config
 from jaxrec.train.loop import train_and_evaluate
 from jaxrec.train.tasks import LMTask, make_task
 
+ROOT = Path(__file__).resolve().parents[2]
 WORDS = "in the beginning god created the heaven and the earth and the earth was without form and void".split()
 
 
@@ -48,18 +56,6 @@ def test_metrics_hand_worked():
     assert "bits_per_byte" not in LMTask().metrics(np.array([[1]]), np.array([[-1.0]]), None)
 
 
-class StandIn(nn.Module):
-    """A bigram LM (logits of the next token from an embedding of the current one), for the
-    task seam's tests only: tokens [B, T+1] -> logits [B, T, V]."""
-
-    features: tuple = ()
-    vocab_size: int = 0
-
-    @nn.compact
-    def __call__(self, batch, train: bool = False):
-        return nn.Embed(self.vocab_size, self.vocab_size, embedding_init=nn.initializers.zeros)(batch[TOKENS][:, :-1])
-
-
 @pytest.fixture
 def corpus(tmp_path_factory):
     rng = np.random.default_rng(0)
@@ -77,12 +73,12 @@ def corpus(tmp_path_factory):
     return path
 
 
-def _config(path, **model):
+def _config(path):
     c = default_config()
     c.dataset = {"name": "text", "corpus": "file", "path": str(path), "vocab_size": 300, "context": 16}
-    c.model = {"name": "stand_in", "vocab_size": 300, **model}
+    c.model = {"name": "gpt", "vocab_size": 300, "width": 32, "depth": 1, "num_heads": 2, "mlp_width": 64, "max_len": 16}
     c.task.name = "lm"
-    c.optimizer.lr = 0.1
+    c.optimizer.lr = 0.03
     c.train.batch_size = 16
     c.train.num_epochs = 3
     c.train.eval_batch_size = 16
@@ -92,8 +88,7 @@ def _config(path, **model):
     return c
 
 
-def test_config_checks(corpus, monkeypatch):
-    monkeypatch.setitem(MODELS, "stand_in", StandIn)
+def test_config_checks(corpus):
     c = _config(corpus)
     dataset = load_text(corpus="file", path=str(corpus), vocab_size=300, context=16)
     c.model.vocab_size = 8
@@ -108,8 +103,23 @@ def test_config_checks(corpus, monkeypatch):
         make_task(c, dataset)
 
 
-def test_trains_through_the_loop_and_reports_held_out_perplexity(corpus, tmp_path, monkeypatch):
-    monkeypatch.setitem(MODELS, "stand_in", StandIn)
+def test_predict_keeps_log_p_of_the_targets(corpus):
+    """The task's eval_outputs inside the jitted predict: a split comes back as log p(target)
+    `[N, T]`, not logits `[N, T, V]`, equal to the log-softmax of the model's logits."""
+    c = _config(corpus)
+    exp = experiment.build(c)
+    tokens = exp.dataset.splits["valid"][TOKENS]
+    init = jax.jit(lambda key, batch: exp.model.init(key, batch, train=False))  # (exp.init_state is eager: slow)
+    params = {"dense": init(jax.random.PRNGKey(0), {TOKENS: tokens[:2]})["params"], "sparse": {}}
+    out = experiment.predict_split(exp, params, "valid")
+    assert out.shape == exp.dataset.splits["valid"]["labels"].shape
+    logits = np.asarray(exp.model.apply(state_lib.variables(params), {TOKENS: tokens[:5]}), np.float64)
+    ref = np.take_along_axis(_log_softmax(logits), tokens[:5, 1:, None], -1)[..., 0]
+    np.testing.assert_allclose(out[:5], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_trains_through_the_loop_and_reports_held_out_perplexity(corpus, tmp_path):
     c = _config(corpus)
     result = train_and_evaluate(c, tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -122,11 +132,45 @@ def test_trains_through_the_loop_and_reports_held_out_perplexity(corpus, tmp_pat
     assert test["perplexity"] == pytest.approx(math.exp(test["nll"]))
     assert test["perplexity"] < 0.5 * uni  # the bigram chain: far below the unigram baseline
     assert [h["valid"]["perplexity"] for h in result["history"]][-1] < result["history"][0]["valid"]["perplexity"] * 1.001
-    # the predict hook: a split comes back as log p(target) [N, T], not logits [N, T, V]
-    exp = experiment.build(c)
-    out = experiment.predict_split(exp, exp.init_state().params, "valid")
-    assert out.shape == d.splits["valid"]["labels"].shape
-    np.testing.assert_allclose(out, -math.log(300), rtol=1e-5)  # zero-initialised logits: uniform over model.vocab_size
     # the workdir kept the tokenizer; eval reads it back
     ev = experiment.evaluate_checkpoint(tmp_path, "test", "best")
     assert ev["perplexity"] == test["perplexity"]
+
+
+def _train_cmd(workdir):
+    return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs/gpt_tiny.py"), "--workdir", str(workdir),
+            "--config.dataset.max_documents=40", "--config.dataset.vocab_size=512", "--config.model.vocab_size=512",
+            "--config.model.width=32", "--config.model.depth=1", "--config.model.mlp_width=64",
+            "--config.train.num_epochs=2", "--config.train.steps_per_call=3", "--config.train.checkpoint_every_steps=3",
+            "--config.early_stopping.patience=0", "--config.train.progress_bar=false"]
+
+
+@pytest.mark.slow
+def test_gpt_tiny_resumes_after_sigkill_to_the_same_metrics(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_train_cmd(tmp_path / "a"), check=True, env=env, capture_output=True)
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    spe = a["steps"] // 2
+    # killed (SIGKILL, no clean-up) right after a mid-epoch checkpoint of epoch 1
+    proc = subprocess.Popen(_train_cmd(tmp_path / "b"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
+        if any(s > spe and s % spe for s in steps):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed mid-epoch"
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    killed_at = max(int(p.name) for p in ckpt.glob("*") if p.name.isdigit())
+    out = subprocess.run(_train_cmd(tmp_path / "b"), check=True, env=env, capture_output=True, text=True)
+    assert f"at step {killed_at}" in out.stderr
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert b["test"] == a["test"] and b["valid"] == a["valid"] and b["steps"] == a["steps"]
+    assert a["test"]["perplexity"] > 1 and a["test"]["count"] > 0
+    # eval.py reads the workdir's tokenizer (fitted.json) and prints the same test perplexity
+    ev = subprocess.run([sys.executable, str(ROOT / "eval.py"), "--workdir", str(tmp_path / "b"), "--split", "test"],
+                        check=True, capture_output=True, text=True, env=env)
+    assert json.loads(ev.stdout)["perplexity"] == a["test"]["perplexity"]
