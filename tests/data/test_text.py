@@ -9,7 +9,15 @@ import pytest
 from jaxrec.data import DATASETS
 from jaxrec.data.dataset import LABELS
 from jaxrec.data.fitted import load_fitted, save_fitted
-from jaxrec.data.text import EOT, KJV_SHA256, TOKENS, load_text, read_corpus, unigram_perplexity, windows
+from jaxrec.data.text import (
+    EOT,
+    KJV_SHA256,
+    TOKENS,
+    load_text,
+    read_corpus,
+    unigram_perplexity,
+    windows,
+)
 from jaxrec.errors import ConfigError, DataError
 
 WORDS = "the lord said unto moses and aaron in the land of egypt this month shall be unto you".split()
@@ -119,3 +127,20 @@ def test_errors_name_what_is_wrong(tmp_path):
         load_text(corpus="file", path=str(bad))
     with pytest.raises(DataError, match="not a .npy"):
         load_text(token_file=str(path), vocab_size=10)
+
+
+def test_a_workdir_refuses_another_corpus(tmp_path):
+    from jaxrec.errors import WorkdirConflict
+    from jaxrec.train import workdir as workdir_lib
+    from jaxrec.train.config import default_config
+
+    config = default_config()
+    a = load_text(corpus="file", path=str(_corpus(tmp_path)), vocab_size=300, context=8)
+    other = tmp_path / "other"
+    other.mkdir()
+    b = load_text(corpus="file", path=str(_corpus(other, seed=1)), vocab_size=300, context=8)
+    workdir_lib.record_run(tmp_path, config, workdir_lib.data_identity(a), a.fitted)
+    assert workdir_lib.check_run(tmp_path, config, workdir_lib.data_identity(a))
+    with pytest.raises(WorkdirConflict, match="data: other content than the run was trained on"):
+        workdir_lib.check_run(tmp_path, config, workdir_lib.data_identity(b))
+    assert workdir_lib.saved_fitted(tmp_path).extra["corpus_sha256"] == a.fitted.extra["corpus_sha256"]
