@@ -92,6 +92,8 @@ def test_pure_function_in_a_users_jit_and_padding_invariance(encoder):
     np.testing.assert_allclose(a, encoder.encode(texts), atol=1e-6)
     np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
+    assert encoder.encode([]).shape == (0, 384)
+    np.testing.assert_allclose(encoder.encode(texts[0])[0], a[0], atol=1e-6)  # one string
 
 
 # ---- bad input, on a tiny random BERT folder ----

@@ -218,40 +218,38 @@ class SentenceEncoder:
     def dim(self) -> int:
         return self.config.hidden_size
 
+    def _bucket(self, longest: int) -> int:
+        return min(-(-longest // self.pad_multiple) * self.pad_multiple, self.max_seq_length)
+
+    def _pad(self, token_ids: list[list[int]], rows: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.full((rows, length), self.config.pad_token_id, np.int32)
+        mask = np.zeros((rows, length), np.int32)
+        for r, t in enumerate(token_ids):
+            ids[r, :len(t)] = t
+            mask[r, :len(t)] = 1
+        return ids, mask
+
+    def token_ids(self, sentences: list[str]) -> list[list[int]]:
+        """Token ids per text (stripped, truncated to max_seq_length, with [CLS] ... [SEP])."""
+        return [e.ids for e in self.tokenizer.encode_batch([str(s).strip() for s in sentences])]
+
     def tokenize(self, sentences: list[str], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """ids, attention mask: int32 [N, T]; T = `length`, else the longest rounded up to `pad_multiple`
         (at most max_seq_length). Pads with `pad_token_id`."""
-        encs = self.tokenizer.encode_batch([str(s).strip() for s in sentences])
-        longest = max((len(e.ids) for e in encs), default=1)
-        if length is None:
-            length = min(-(-longest // self.pad_multiple) * self.pad_multiple, self.max_seq_length)
-        elif longest > length:
+        toks = self.token_ids(sentences)
+        longest = max((len(t) for t in toks), default=1)
+        if length is not None and longest > length:
             raise ValueError(f"tokenize: a text has {longest} tokens > length={length}")
-        ids = np.full((len(encs), length), self.config.pad_token_id, np.int32)
-        mask = np.zeros((len(encs), length), np.int32)
-        for i, e in enumerate(encs):
-            ids[i, :len(e.ids)] = e.ids
-            mask[i, :len(e.ids)] = 1
-        return ids, mask
+        return self._pad(toks, len(toks), length or self._bucket(longest))
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         """Sentence embeddings, np.float32 [N, D], in the order given."""
         sentences = [sentences] if isinstance(sentences, str) else list(sentences)
         out = np.zeros((len(sentences), self.dim), np.float32)
-        if not sentences:
-            return out
-        encs = self.tokenizer.encode_batch([str(s).strip() for s in sentences])
-        order = np.argsort([-len(e.ids) for e in encs], kind="stable")
-        b = self.batch_size
-        for start in range(0, len(order), b):
-            rows = order[start:start + b]
-            longest = max(len(encs[i].ids) for i in rows)
-            t = min(-(-longest // self.pad_multiple) * self.pad_multiple, self.max_seq_length)
-            ids = np.full((b, t), self.config.pad_token_id, np.int32)
-            mask = np.zeros((b, t), np.int32)
-            for r, i in enumerate(rows):
-                n = len(encs[i].ids)
-                ids[r, :n] = encs[i].ids
-                mask[r, :n] = 1
+        toks = self.token_ids(sentences)
+        order = np.argsort([-len(t) for t in toks], kind="stable")  # longest first: less padding per batch
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            ids, mask = self._pad([toks[i] for i in rows], self.batch_size, self._bucket(len(toks[rows[0]])))
             out[rows] = np.asarray(self.embed(self.params, ids, mask))[:len(rows)]
         return out
