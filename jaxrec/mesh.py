@@ -62,3 +62,51 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of the mesh."""
     return NamedSharding(mesh, P())
+
+
+# Logical axis names -> mesh axes: the one rules table (MaxText style). A parameter names each of its
+# dimensions (`flax.linen.with_logical_partitioning`); these rules place it on the (data, model) mesh:
+# tensor parallelism splits heads and the FFN's hidden width (and the vocabulary) over `model`, the
+# batch goes over `data`, everything else is replicated. A name not listed is replicated.
+LOGICAL_RULES: tuple[tuple[str, str | None], ...] = (
+    ("batch", DATA),
+    ("vocab", MODEL),
+    ("heads", MODEL),
+    ("kv_heads", MODEL),
+    ("mlp", MODEL),
+    ("embed", None),
+    ("head_dim", None),
+    ("length", None),
+    ("position", None),
+    ("expert", None),
+    ("lora", None),
+)
+
+
+def logical_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
+                 rules: Sequence[tuple[str, str | None]] = LOGICAL_RULES) -> P:
+    """The `PartitionSpec` of an array of `shape` whose dimensions are named `names`.
+
+    Each name maps to a mesh axis by `rules` (first match; unknown names and None replicate). A
+    dimension that the mesh axis does not divide evenly (e.g. 2 kv heads over 8 devices, or a
+    30,522-word vocabulary) is replicated instead, and a mesh axis is used at most once.
+    """
+    table, used, spec = dict(rules), set(), []
+    for name, size in zip(names, shape):
+        axis = table.get(name) if name is not None else None
+        if axis is None or axis in used or size % mesh.shape[axis]:
+            spec.append(None)
+        else:
+            spec.append(axis)
+            used.add(axis)
+    return P(*spec)
+
+
+def logical_shardings(names_tree, shapes_tree, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = LOGICAL_RULES):
+    """`NamedSharding`s for a tree of arrays: `names_tree` holds each leaf's logical names (a
+    `PartitionSpec` or tuple, as `flax.linen.get_partition_spec` returns; None = replicated),
+    `shapes_tree` the arrays (or `jax.ShapeDtypeStruct`s) with the same structure."""
+    def one(names, x):
+        return NamedSharding(mesh, logical_spec(tuple(names or ()) + (None,) * (x.ndim - len(names or ())), x.shape, mesh, rules))
+
+    return jax.tree.map(one, names_tree, shapes_tree, is_leaf=lambda n: n is None or isinstance(n, (P, tuple)))

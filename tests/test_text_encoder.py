@@ -127,9 +127,9 @@ def test_tiny_folder_loads_and_maps_linear_weights(tmp_path):
     w = load_file(str(folder / "model.safetensors"))
     q = w["encoder.layer.1.attention.self.query.weight"]  # torch Linear [out, in]
     x = np.arange(8, dtype=np.float32)
-    np.testing.assert_allclose(np.einsum("d,dnh->nh", x, params["layer_1"]["query"]["kernel"]).reshape(-1), q @ x, rtol=1e-6)
+    np.testing.assert_allclose(np.einsum("d,dnh->nh", x, params["layer_1"]["attention"]["query"]["base"]["kernel"]).reshape(-1), q @ x, rtol=1e-6)
     o = w["encoder.layer.0.attention.output.dense.weight"]
-    np.testing.assert_allclose(np.einsum("nh,nhd->d", x.reshape(2, 4), params["layer_0"]["attn_out"]["kernel"]), o @ x, rtol=1e-6)
+    np.testing.assert_allclose(np.einsum("nh,nhd->d", x.reshape(2, 4), params["layer_0"]["attention"]["out"]["base"]["kernel"]), o @ x, rtol=1e-6)
     out = sentence_embedding(params, jnp.array([[1, 5, 7, 0]]), jnp.array([[1, 1, 1, 0]]), config=TINY)
     assert out.shape == (1, 8) and np.isfinite(np.asarray(out)).all()
 

@@ -48,11 +48,11 @@ from jaxrec.embedding.compressed import fuse
 from jaxrec.embedding.plan import (ROWS, STACKED, LayerPlan, StackLayout, declared_layers, embedding_plan, group_stacks,
                                    plan_layer, stack_path_in, stacked_layout_at)
 from jaxrec.embedding.specs import TableOptions, table_name
+from jaxrec.nn.layers import AUX_LOSSES  # re-exported: the trainer adds these terms to the loss
 
 EMBEDDING = "embedding"      # Flax collection holding the tables
 LOOKUP_IDS = "lookup_ids"    # collection the layer sows its looked-up row ids into
 COUNTERS = "counters"        # collection of per-step counts a trainer reports (overflow ids)
-AUX_LOSSES = "losses"        # collection of scalar terms a trainer adds to the loss (AMTL's size penalty)
 
 
 def _initializer(spec) -> Callable:

@@ -37,9 +37,11 @@ from jaxrec.models.ctr.lr import LR
 from jaxrec.models.ctr.mim import CiUBM
 from jaxrec.models.ctr.multi_head import MultiHeadDNN
 from jaxrec.models.multitask import MULTITASK_MODELS, is_shared
+from jaxrec.models.text import GPT
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
-          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM, **MULTITASK_MODELS}
+          "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM, "gpt": GPT,
+          **MULTITASK_MODELS}
 
 
 def register(name: str, cls) -> None:

@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 
 
+AUX_LOSSES = "losses"  # collection of scalar terms a trainer adds to the loss (AMTL size penalty, MoE balance)
+
+
 class Dice(nn.Module):
     """Dice, the data-adaptive activation of DIN (Zhou et al., KDD 2018, eq. 9), per channel d:
 

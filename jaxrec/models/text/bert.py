@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.errors import ConfigError
+from jaxrec.nn.transformer import TransformerBlock, make_norm, padding_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,56 +98,29 @@ class BertEmbeddings(nn.Module):
         typ = self.param("token_type_embeddings", _param_init(("token_type", "embed")), (c.type_vocab_size, c.hidden_size))
         x = jnp.take(word, input_ids, axis=0) + pos[None, :t]
         x = x + (typ[0] if token_type_ids is None else jnp.take(typ, token_type_ids, axis=0))
-        x = nn.LayerNorm(epsilon=c.layer_norm_eps, use_fast_variance=False, name="LayerNorm",
-                         scale_init=_param_init(("embed",), nn.initializers.ones),
-                         bias_init=_param_init(("embed",), nn.initializers.zeros))(x)
+        x = make_norm("layernorm", c.layer_norm_eps, "LayerNorm")(x)
         return x.astype(self.dtype)
 
 
-class _PostNormBlock(nn.Module):
-    """TEMPORARY stand-in for `jaxrec.nn.transformer.TransformerBlock(pre_norm=False)` until it lands on
-    main: x = LN(x + Attn(x)); x = LN(x + W_2 gelu_erf(W_1 x)). Replaced after the merge."""
-
-    config: BertConfig
-    dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        c = self.config
-        n, h = c.num_attention_heads, c.head_dim
-
-        def dense(features, axes, name, in_axes=-1):
-            return nn.DenseGeneral(features, axis=in_axes, name=name, dtype=self.dtype,
-                                   kernel_init=_param_init(axes), bias_init=_param_init(axes[len(axes) - (1 if isinstance(features, int) else len(features)):], nn.initializers.zeros))
-
-        def ln(name):
-            return nn.LayerNorm(epsilon=c.layer_norm_eps, use_fast_variance=False, name=name, dtype=self.dtype,
-                                scale_init=_param_init(("embed",), nn.initializers.ones),
-                                bias_init=_param_init(("embed",), nn.initializers.zeros))
-
-        q = dense((n, h), ("embed", "heads", "kv"), "query")(x)
-        k = dense((n, h), ("embed", "heads", "kv"), "key")(x)
-        v = dense((n, h), ("embed", "heads", "kv"), "value")(x)
-        a = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
-        a = dense(c.hidden_size, ("heads", "kv", "embed"), "attn_out", in_axes=(-2, -1))(a)
-        x = ln("attn_norm")(x + a)
-        f = dense(c.intermediate_size, ("embed", "mlp"), "ffn_in")(x)
-        f = dense(c.hidden_size, ("mlp", "embed"), "ffn_out")(jax.nn.gelu(f, approximate=False))
-        return ln("ffn_norm")(x + f)
-
-
 class BertEncoder(nn.Module):
-    """BERT: embeddings then `num_hidden_layers` post-norm blocks.
-    `__call__(input_ids [B, T], attention_mask [B, T], token_type_ids [B, T] | None) -> hidden [B, T, D]`."""
+    """BERT: embeddings then `num_hidden_layers` post-norm `jaxrec.nn.transformer.TransformerBlock`s
+    (LayerNorm, exact-erf GELU, biases; keys masked where attention_mask is 0).
+    `__call__(input_ids [B, T], attention_mask [B, T], token_type_ids [B, T] | None) -> hidden [B, T, D]`.
+    `implementation`: `jax.nn.dot_product_attention`'s (None: the backend's best)."""
 
     config: BertConfig
     dtype: jnp.dtype = jnp.float32
+    implementation: str | None = None
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None) -> jax.Array:
-        x = BertEmbeddings(self.config, self.dtype, name="embeddings")(input_ids, token_type_ids)
-        for i in range(self.config.num_hidden_layers):
-            x = _PostNormBlock(self.config, self.dtype, name=f"layer_{i}")(x, attention_mask)
+        c = self.config
+        x = BertEmbeddings(c, self.dtype, name="embeddings")(input_ids, token_type_ids)
+        mask = padding_mask(attention_mask)
+        for i in range(c.num_hidden_layers):
+            x, _ = TransformerBlock(c.num_attention_heads, c.intermediate_size, activation="gelu", norm="layernorm",
+                                    norm_eps=c.layer_norm_eps, pre_norm=False, implementation=self.implementation,
+                                    dtype=self.dtype, name=f"layer_{i}")(x, mask)
         return x
 
 

@@ -11,11 +11,13 @@ Tensor map (PyTorch `Linear` stores W [out, in]; Flax kernels are [in, ...out], 
 
     embeddings.{word,position,token_type}_embeddings.weight -> embeddings/<same>
     embeddings.LayerNorm.{weight,bias}                      -> embeddings/LayerNorm/{scale,bias}
-    encoder.layer.i.attention.self.{query,key,value}        -> layer_i/{query,key,value}   W^T -> [D, N, H]
-    encoder.layer.i.attention.output.dense                  -> layer_i/attn_out            W^T -> [N, H, D]
-    encoder.layer.i.attention.output.LayerNorm              -> layer_i/attn_norm
-    encoder.layer.i.intermediate.dense / output.dense       -> layer_i/ffn_in / ffn_out    W^T
-    encoder.layer.i.output.LayerNorm                        -> layer_i/ffn_norm
+    encoder.layer.i.attention.self.{query,key,value}   -> layer_i/attention/{query,key,value}/base   W^T -> [D, H, d_h]
+    encoder.layer.i.attention.output.dense             -> layer_i/attention/out/base                 W^T -> [H, d_h, D]
+    encoder.layer.i.attention.output.LayerNorm         -> layer_i/norm1
+    encoder.layer.i.intermediate.dense / output.dense  -> layer_i/ffn/wi/base / layer_i/ffn/wo/base  W^T
+    encoder.layer.i.output.LayerNorm                   -> layer_i/norm2
+
+(the blocks are `jaxrec.nn.transformer.TransformerBlock(pre_norm=False)`; `.../base` is its LoRA-able Dense).
 
 `embeddings.position_ids` (a buffer) and `pooler.*` (unused by mean pooling) are skipped; any
 other tensor is listed in a warning. A missing or mis-shaped tensor is an error naming the folder,
@@ -83,13 +85,13 @@ def bert_tensor_map(config: BertConfig) -> list[TensorSpec]:
               TensorSpec("embeddings.LayerNorm.bias", (d,), ("embeddings", "LayerNorm", "bias"))]
     for i in range(config.num_hidden_layers):
         hf, ours = f"encoder.layer.{i}.", f"layer_{i}"
-        linears = [("attention.self.query", "query", d, d), ("attention.self.key", "key", d, d),
-                   ("attention.self.value", "value", d, d), ("attention.output.dense", "attn_out", d, d),
-                   ("intermediate.dense", "ffn_in", f, d), ("output.dense", "ffn_out", d, f)]
+        linears = [("attention.self.query", ("attention", "query"), d, d), ("attention.self.key", ("attention", "key"), d, d),
+                   ("attention.self.value", ("attention", "value"), d, d), ("attention.output.dense", ("attention", "out"), d, d),
+                   ("intermediate.dense", ("ffn", "wi"), f, d), ("output.dense", ("ffn", "wo"), d, f)]
         for name, target, out, inp in linears:
-            specs += [TensorSpec(hf + name + ".weight", (out, inp), (ours, target, "kernel"), linear=True),
-                      TensorSpec(hf + name + ".bias", (out,), (ours, target, "bias"))]
-        for name, target in (("attention.output.LayerNorm", "attn_norm"), ("output.LayerNorm", "ffn_norm")):
+            specs += [TensorSpec(hf + name + ".weight", (out, inp), (ours, *target, "base", "kernel"), linear=True),
+                      TensorSpec(hf + name + ".bias", (out,), (ours, *target, "base", "bias"))]
+        for name, target in (("attention.output.LayerNorm", "norm1"), ("output.LayerNorm", "norm2")):
             specs += [TensorSpec(hf + name + ".weight", (d,), (ours, target, "scale")),
                       TensorSpec(hf + name + ".bias", (d,), (ours, target, "bias"))]
     return specs
