@@ -182,3 +182,15 @@ def test_parameters_carry_logical_axis_names():
     assert tuple(specs["embeddings"]["position_embeddings"]) == ("position", "embed")
     leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
     assert leaves and all(len(tuple(p)) > 0 for p in leaves)
+
+
+def test_matmuls_run_in_full_float32_precision_and_long_inputs_are_refused(tmp_path):
+    """GPUs may compute float32 matmuls in TF32 by default; the encoder asks for 'highest' (the reference's float32)."""
+    params = load_bert_params(_tiny_folder(tmp_path))
+    ids, mask = jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), jnp.int32)
+    jaxpr = str(jax.make_jaxpr(lambda p: sentence_embedding(p, ids, mask, config=TINY))(params))
+    assert jaxpr.count("dot_general") >= 6 * TINY.num_hidden_layers
+    assert jaxpr.count("Precision.HIGHEST, Precision.HIGHEST") == jaxpr.count("dot_general[")
+    long_ids = jnp.ones((1, TINY.max_position_embeddings + 1), jnp.int32)
+    with pytest.raises(ValueError, match="sequence length 17 > max_position_embeddings=16"):
+        sentence_embedding(params, long_ids, long_ids, config=TINY)

@@ -136,9 +136,19 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 def sentence_embedding(params, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array | None = None,
-                       *, config: BertConfig, normalize: bool = True) -> jax.Array:
+                       *, config: BertConfig, normalize: bool = True, precision: str | None = "highest") -> jax.Array:
     """Pure function (jit-able, differentiable): params (the `'params'` tree), ids and mask [B, T] ->
-    sentence embeddings [B, D]: the encoder, mean pooling over the mask, then L2 normalisation."""
-    hidden = BertEncoder(config).apply({"params": params}, input_ids, attention_mask, token_type_ids)
-    e = mean_pool(hidden, attention_mask)
-    return l2_normalize(e) if normalize else e
+    sentence embeddings [B, D]: the encoder, mean pooling over the mask, then L2 normalisation.
+
+    `precision`: the matmul precision while tracing (`jax.default_matmul_precision`); 'highest' keeps
+    float32 matmuls in float32 on every backend (GPUs otherwise may use TF32), as the PyTorch
+    reference computes them; None leaves the backend's default."""
+    def run():
+        hidden = BertEncoder(config).apply({"params": params}, input_ids, attention_mask, token_type_ids)
+        e = mean_pool(hidden, attention_mask)
+        return l2_normalize(e) if normalize else e
+
+    if precision is None:
+        return run()
+    with jax.default_matmul_precision(precision):
+        return run()
