@@ -100,9 +100,15 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     if task.combine is not None and config.sparse_optimizer.rowwise:
         raise ConfigError("task.name='multitask' combines the per-task gradients of the tables too: it needs "
                           "sparse_optimizer.rowwise=False")
+    if config.optimizer.get("trainable", "all") == "adapters" and not int(config.model.get("lora_rank", 0)):
+        raise ConfigError("optimizer.trainable='adapters' trains LoRA adapters only: set model.lora_rank > 0 "
+                          f"(model {config.model.name!r} has none), and train.init_from=<the base model's workdir>")
     dense = make_optimizer({k: v for k, v in config.optimizer.items() if k in OPTIMIZER_DEFAULTS}, total, "optimizer")
     optimizers = state_lib.Optimizers(dense=dense, sparse=sparse, stacks=stacks)
     sharding = mesh_sharding(config)
+    if sharding is not None:  # transformer weights name their axes: tensor parallelism by jaxrec.mesh.LOGICAL_RULES
+        example = {k: v[:2] for k, v in dataset.columns("train").items()}
+        sharding = dataclasses.replace(sharding, logical=state_lib.logical_names(model, example))
     step = state_lib.make_train_step(model, optimizers, task.loss, sharding=sharding, layouts=layouts,
                                      dedup_mode=config.sparse_optimizer.get("dedup", "auto"), combine=task.combine)
     return Experiment(
