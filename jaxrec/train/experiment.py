@@ -55,7 +55,7 @@ class Experiment:
     steps_per_epoch: int
     steps_per_call: int
     train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
-    predict: Any      # jitted (params, chunk) -> outputs [K, B] (or [K, B, T])
+    predict: Any      # jitted (params, chunk) -> outputs [K, B] (or [K, B, T]; the task's eval_outputs if it has one)
     layouts: dict     # {stack path: StackLayout} (plan.layouts), for logical checkpoints
     sharding: ShardedEmbeddings | None = None  # row-sharded tables on a mesh (config.mesh)
     amtl: dict = dataclasses.field(default_factory=dict)  # {table: AMTLOptions} of AMTL-masked tables
@@ -115,7 +115,7 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         config=config, dataset=dataset, task=task, model=model, optimizers=optimizers, steps_per_epoch=spe,
         steps_per_call=steps_per_call(t, spe),
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
-        predict=jax.jit(state_lib.make_predict(model, sharding)),
+        predict=jax.jit(state_lib.make_predict(model, sharding, getattr(task, "eval_outputs", None))),
         layouts=layouts, sharding=sharding, amtl=amtl, plan=plan,
     )
 

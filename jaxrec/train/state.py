@@ -244,8 +244,10 @@ def make_train_steps(train_step: Callable) -> Callable:
     return train_steps
 
 
-def make_predict(model: nn.Module, sharding=None) -> Callable:
-    """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk."""
+def make_predict(model: nn.Module, sharding=None, outputs: Callable | None = None) -> Callable:
+    """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk; with
+    `outputs(logits, batch)` (a task's `eval_outputs`, e.g. the LM's log p(target) `[B, T]` of
+    logits `[B, T, V]`) what it returns per batch instead."""
 
     vocabs_of = dynamic_features.vocab_tables(_features(model))
 
@@ -254,6 +256,10 @@ def make_predict(model: nn.Module, sharding=None) -> Callable:
 
     def predict(params, chunk: Batch):
         with _context(sharding):
-            return jax.lax.map(lambda b: model.apply(variables(params), rows(params, b), train=False), chunk)
+            def one(b):
+                y = model.apply(variables(params), rows(params, b), train=False)
+                return y if outputs is None else outputs(y, b)
+
+            return jax.lax.map(one, chunk)
 
     return predict
