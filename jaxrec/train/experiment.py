@@ -340,3 +340,39 @@ def evaluate_stream(workdir: Path, config: ml_collections.ConfigDict, split: str
     if int(meta["units"]) < units:
         raise DataError(f"{directory}: the run stopped after unit {meta['units']} of {units}; rerun train.py to finish it")
     return {"split": split, "checkpoint": "latest", "method": run.method, **tdf.stream_metrics(stepper.result(state))}
+
+
+def export_merged(workdir: str | Path, out: str | Path) -> Path:
+    """A LoRA fine-tuned workdir -> a serving workdir `out` whose model has no adapters.
+
+    Reads `<workdir>/best` (the base weights and the adapters, one orbax checkpoint), folds each
+    adapter into its kernel (`jaxrec.nn.lora.merge`: W + (alpha / r) A B), and writes `out` with the
+    same config at `model.lora_rank=0` (`config.json`, `run.json`, `fitted.json`, `best/`), so
+    `eval.py --workdir out` (or any user of the plain model) serves it. Returns `out`.
+    """
+    from jaxrec.nn import lora
+
+    workdir, out = Path(workdir), Path(out)
+    config = load_config(workdir)
+    rank = int(config.model.get("lora_rank", 0))
+    if not rank:
+        raise ConfigError(f"{workdir}: model.lora_rank is 0 (no adapters): nothing to merge")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--export_merged {out}: the folder exists and is not empty")
+    fitted = workdir_lib.saved_fitted(workdir)
+    dataset = config_lib.build_dataset(config, fitted=fitted)
+    exp = build(config, dataset)
+    params, meta = exp.checkpointer(workdir / "best", keep=1).restore(exp.init_state(place=False).params)
+    serving = ml_collections.ConfigDict(config.to_dict())
+    serving.model.lora_rank = 0
+    serving.optimizer.trainable = "all"
+    served = build(serving, dataset)
+    merged = {**params, "dense": lora.merge(runtime.to_host(params["dense"]), float(config.model.get("lora_alpha", 16.0)) / rank)}
+    out.mkdir(parents=True, exist_ok=True)
+    with workdir_lib.lock(out):
+        workdir_lib.record_run(out, serving, workdir_lib.data_identity(served.dataset), fitted)
+        ckpt = served.checkpointer(out / "best", keep=1)
+        ckpt.save(int(meta["epoch"]), merged, meta)
+        ckpt.close()
+    log.info("merged the LoRA adapters of %s into %s (model.lora_rank=0)", workdir, out)
+    return out
