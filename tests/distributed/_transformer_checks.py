@@ -1,6 +1,7 @@
 """Tensor- and data-parallel GPT on 8 CPU devices equals one device, run in a subprocess.
 
-    python tests/distributed/_transformer_checks.py 8x1 4x2 1x8      (or 8x1:mha: one config)
+    python tests/distributed/_transformer_checks.py 8x1 4x2 1x8      (or 8x1:mha: one config;
+                                                        trainer:2x4: train.py's loop on that mesh)
 
 For each `(data)x(model)` mesh: parameters placed by their logical axis names
 (`jaxrec.mesh.LOGICAL_RULES`: heads, kv heads, FFN width and vocabulary over `model`), the batch
@@ -83,9 +84,55 @@ def check(shape: tuple[int, int], name: str) -> list[str]:
     return fails
 
 
+def check_trainer(shape: tuple[int, int]) -> list[str]:
+    """train.py's loop on a mesh (`mesh.shape`): the GPT's weights placed by their logical names
+    (tensor parallel over `model`), one epoch: the same valid/test perplexity as on one device."""
+    import tempfile
+    from pathlib import Path
+
+    from jaxrec.train.config import default_config
+    from jaxrec.train.loop import train_and_evaluate
+
+    tmp = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    words = "in the beginning god created the heaven and the earth and it was good".split()
+    (tmp / "corpus.txt").write_text("\n\n".join(" ".join(rng.choice(words, 50)) for _ in range(40)))
+
+    def config(mesh):
+        c = default_config()
+        c.dataset = {"name": "text", "corpus": "file", "path": str(tmp / "corpus.txt"), "vocab_size": 300, "context": 16}
+        c.model = {"name": "gpt", "vocab_size": 320, "width": 32, "depth": 1, "num_heads": 4, "mlp_width": 64, "max_len": 16}
+        c.task.name, c.optimizer.lr, c.optimizer.name = "lm", 0.01, "adam"
+        c.train.batch_size, c.train.eval_batch_size, c.train.num_epochs, c.train.progress_bar = 8, 8, 1, False
+        c.early_stopping.metric, c.early_stopping.mode = "perplexity", "min"
+        c.mesh.shape = mesh
+        return c
+
+    from jaxrec.train import experiment
+
+    state = experiment.build(config(shape)).init_state()
+    fails = []
+    for what, tree in (("param", state.params), ("adam mu", state.opt_state)):
+        leaf = next(x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+                    if "query" in jax.tree_util.keystr(p) and "kernel" in jax.tree_util.keystr(p) and x.ndim == 3)
+        ok = tuple(leaf.sharding.spec) == (None, "model", None)
+        (print if ok else fails.append)(f"{'ok' if ok else 'FAIL'} {shape} trainer query kernel {what} placed {leaf.sharding.spec}")
+    one = train_and_evaluate(config(()), tmp / "one")
+    many = train_and_evaluate(config(shape), tmp / "mesh")
+    for split in ("valid", "test"):
+        a, b = one[split]["perplexity"], many[split]["perplexity"]
+        err = abs(a - b) / a
+        (fails.append if err > TOL else print)(f"{'FAIL' if err > TOL else 'ok'} {shape} trainer {split} perplexity "
+                                                f"{b:.6f} vs one device {a:.6f} (rel {err:.1e})")
+    return fails
+
+
 def main(argv: list[str]) -> int:
     fails = []
     for arg in argv or ["8x1", "4x2", "1x8"]:
+        if arg.startswith("trainer:"):
+            fails += check_trainer(tuple(int(s) for s in arg.split(":")[1].split("x")))
+            continue
         mesh, _, only = arg.partition(":")
         shape = tuple(int(s) for s in mesh.split("x"))
         for name in [only] if only else CONFIGS:
