@@ -182,3 +182,25 @@ def test_lora_merged_equals_unmerged_and_only_adapters_train():
     for m, l in zip(jax.tree.leaves(moved), jax.tree.leaves(labels)):
         assert m == (l == "adapter")
     assert float(loss(new)) < float(loss(params))
+
+
+def test_trainer_step_with_trainable_adapters_moves_only_adapters():
+    """`optimizer.trainable='adapters'` through the trainer's own step (jaxrec.train.state)."""
+    from jaxrec.train import optimizers, state as state_lib
+
+    model = _gpt(lora_rank=2)
+    tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 50)
+    tx = optimizers.make_optimizer({"name": "adamw", "lr": 1e-2, "weight_decay": 0.1, "trainable": "adapters"}, 10)
+    opts = state_lib.Optimizers(dense=tx, sparse=optax.sgd(0.0))
+    lm_loss = lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    batch = {"tokens": tokens, "labels": tokens[:, 1:]}
+    state = state_lib.init_state(model, opts, batch, seed=0)
+    step = jax.jit(state_lib.make_train_step(model, opts, lm_loss))
+    new = state
+    for _ in range(2):
+        new, _ = step(new, batch)
+    labels = lora.trainable_labels(state.params["dense"])
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["dense"], new.params["dense"])
+    assert sorted(set(zip(jax.tree.leaves(labels), jax.tree.leaves(moved)))) == [("adapter", True), ("frozen", False)]
+    with pytest.raises(ConfigError, match="optimizer.trainable='everything'"):
+        optimizers.make_optimizer({"trainable": "everything"}, 10)
