@@ -133,9 +133,10 @@ class Trie(NamedTuple):
         return self.children.shape[0]
 
 
-def build_trie(sequences: Sequence[Sequence[int]], vocab_size: int) -> Trie:
-    """A `Trie` over `sequences` (lists of token ids in [0, vocab_size)); duplicates are kept once
-    as sequences (their paths coincide). Memory: num_nodes x V int32."""
+def build_trie(sequences: Sequence[Sequence[int]], vocab_size: int, num_nodes: int | None = None) -> Trie:
+    """A `Trie` over `sequences` (lists of token ids in [0, vocab_size)); duplicates share their
+    path. Memory: num_nodes x V int32. `num_nodes` pads the tables to a fixed size (unreachable
+    nodes), so another allowed set of the same size bound reuses the compiled decoder."""
     seqs = [list(map(int, s)) for s in sequences]
     if not seqs:
         raise ValueError("build_trie: no sequences")
@@ -158,6 +159,10 @@ def build_trie(sequences: Sequence[Sequence[int]], vocab_size: int) -> Trie:
         terminal[node] = True
         paths.append(path)
     n = len(rows) + 1  # + the sink
+    if num_nodes is not None:
+        if num_nodes < n:
+            raise ValueError(f"build_trie: num_nodes={num_nodes} < {n} nodes needed (the sink included)")
+        n = num_nodes
     children = np.full((n, vocab_size), -1, np.int32)
     for node, row in enumerate(rows):
         for t, child in row.items():
@@ -166,7 +171,7 @@ def build_trie(sequences: Sequence[Sequence[int]], vocab_size: int) -> Trie:
     path_array = np.full((len(paths), width), -1, np.int32)
     for i, p in enumerate(paths):
         path_array[i, :len(p)] = p
-    return Trie(children, np.asarray(terminal + [False]), path_array)
+    return Trie(children, np.asarray(terminal + [False] * (n - len(terminal))), path_array)
 
 
 def _trie_allowed(children: jax.Array, terminal: jax.Array, node: jax.Array, eos_id: int | None):
@@ -193,9 +198,10 @@ class TrieConstraint(LogitsProcessor):
     eos_id: int | None = struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def build(cls, sequences: Sequence[Sequence[int]], vocab_size: int, eos_id: int | None = None) -> "TrieConstraint":
-        """From a list of allowed token sequences (not containing `eos_id`)."""
-        trie = build_trie(sequences, vocab_size)
+    def build(cls, sequences: Sequence[Sequence[int]], vocab_size: int, eos_id: int | None = None,
+              num_nodes: int | None = None) -> "TrieConstraint":
+        """From a list of allowed token sequences (not containing `eos_id`); `num_nodes` as `build_trie`."""
+        trie = build_trie(sequences, vocab_size, num_nodes)
         _check_eos_outside(trie, eos_id)
         return cls(jnp.asarray(trie.children), jnp.asarray(trie.terminal), eos_id)
 
@@ -237,9 +243,9 @@ class WeightedTrieConstraint(LogitsProcessor):
 
     @classmethod
     def build(cls, sequences: Sequence[Sequence[int]], values: Sequence[float], vocab_size: int, alpha: float = 1.0,
-              tau: float = 1.0, eos_id: int | None = None) -> "WeightedTrieConstraint":
-        """From allowed sequences and one non-negative value per sequence."""
-        trie = build_trie(sequences, vocab_size)
+              tau: float = 1.0, eos_id: int | None = None, num_nodes: int | None = None) -> "WeightedTrieConstraint":
+        """From allowed sequences and one non-negative value per sequence; `num_nodes` as `build_trie`."""
+        trie = build_trie(sequences, vocab_size, num_nodes)
         _check_eos_outside(trie, eos_id)
         z = jnp.zeros((trie.num_nodes,), jnp.float32)
         out = cls(jnp.asarray(trie.children), jnp.asarray(trie.terminal), jnp.asarray(trie.paths), z, z,
