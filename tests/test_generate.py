@@ -40,8 +40,10 @@ def _full_fn(model):
 
 
 def full_logits(model, variables, seq) -> np.ndarray:
-    """Next-token logits after every prefix of `seq` by one full forward: `[len(seq), V]`."""
-    return np.asarray(_full_fn(model)(variables, jnp.asarray([list(seq) + [0]], jnp.int32))[0])
+    """Next-token logits after every prefix of `seq` by one full forward: `[len(seq), V]` (right
+    padding to max_len, invisible to a causal model, keeps one compiled shape)."""
+    padded = list(seq) + [0] * (model.max_len + 1 - len(seq))
+    return np.asarray(_full_fn(model)(variables, jnp.asarray([padded], jnp.int32))[0, :len(seq)])
 
 
 def seq_logprob(model, variables, prompt, seq) -> float:
@@ -66,7 +68,7 @@ def test_kv_cache_logits_equal_full_recomputation_on_ragged_prompts(position, kv
         np.testing.assert_allclose(np.asarray(out.logits[r]), ref, atol=1e-5, rtol=0)
         # greedy == argmax of the full recomputation, step by step
         np.testing.assert_array_equal(np.asarray(out.tokens[r]), ref.argmax(-1))
-        alone = generate(model, variables, [prompt], n, return_logits=True)
+        alone = generate(model, variables, [prompt], n, return_logits=True, pad_to=7)   # more pads than needed
         np.testing.assert_array_equal(alone.tokens[0], out.tokens[r])
         np.testing.assert_allclose(alone.logits[0], out.logits[r], atol=1e-5, rtol=0)
 
@@ -115,10 +117,10 @@ def test_sampling_stays_in_top_k_and_nucleus_and_is_reproducible():
             p /= p.sum(-1, keepdims=True)
             mass_above = np.where(logits > chosen[..., None], p, 0).sum(-1)             # mass strictly before it
             assert (mass_above < 0.7 + 1e-6).all()
-        again = generate(model, variables, PROMPTS * 4, 10, key=key, temperature=1.0, **kw)
+        again = generate(model, variables, PROMPTS * 4, 10, key=key, temperature=1.0, return_logits=True, **kw)
         np.testing.assert_array_equal(out.tokens, again.tokens)
-    other = generate(model, variables, PROMPTS * 4, 10, key=jax.random.key(8), temperature=1.0)
-    first = generate(model, variables, PROMPTS * 4, 10, key=key, temperature=1.0)
+    other = generate(model, variables, PROMPTS * 4, 10, key=jax.random.key(8), temperature=1.0, return_logits=True)
+    first = generate(model, variables, PROMPTS * 4, 10, key=key, temperature=1.0, return_logits=True)
     assert (np.asarray(other.tokens) != np.asarray(first.tokens)).any()
 
 
@@ -152,7 +154,7 @@ def _check_against_brute_force(model, variables, prompts, beams, allowed, suffix
             np.testing.assert_allclose(scores[finite], [x for x, _ in truth], atol=1e-4, rtol=0)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(allowed=st.sets(st.tuples(TOKENS, TOKENS, TOKENS), min_size=1, max_size=BEAM), seed=st.integers(0, 3),
        narrow=st.booleans())
 def test_beam_search_under_trie_fixed_length(allowed, seed, narrow):
@@ -210,15 +212,15 @@ def test_hash_set_equals_trie_on_fixed_length_codes():
     assert np.isfinite(a.scores).sum(1).tolist() == [len(codes)] * 2
     # the masks themselves, step by step along every code and a few off-set prefixes
     scores = jnp.zeros((1, vocab))
+    call = jax.jit(lambda p, i, c: p(DecodeState(None, i, c), scores))
+    advance = jax.jit(lambda p, i, c, tok: p.advance(DecodeState(None, i, c), tok))
     for path in [list(c + offsets) for c in codes] + [[2, 2 + k + 3, 2 + 2 * k]]:
         h, t = hashed.init(1), trie.init(1)
         for i, tok in enumerate(path):
-            s_h = hashed(DecodeState(None, jnp.int32(i), h), scores)
-            s_t = trie(DecodeState(None, jnp.int32(i), t), scores)
-            np.testing.assert_array_equal(np.isfinite(s_h), np.isfinite(s_t))
+            i = jnp.int32(i)
+            np.testing.assert_array_equal(np.isfinite(call(hashed, i, h)), np.isfinite(call(trie, i, t)))
             tok = jnp.array([tok], jnp.int32)
-            h = hashed.advance(DecodeState(None, jnp.int32(i), h), tok)
-            t = trie.advance(DecodeState(None, jnp.int32(i), t), tok)
+            h, t = advance(hashed, i, h, tok), advance(trie, i, t, tok)
 
 
 def test_weighted_trie_by_hand():

@@ -98,7 +98,8 @@ def prepare_prompts(model: GPT, prompts: Sequence[Sequence[int]] | np.ndarray, m
     if width < max(lengths):
         raise ValueError(f"pad_to={pad_to} is shorter than prompt row {longest} ({lengths[longest]} tokens)")
     if width + max_new_tokens > model.max_len:
-        raise ValueError(f"prompt row {longest} has {lengths[longest]} tokens (padded to {width}); with "
+        padded = f" (padded to {width})" if width > lengths[longest] else ""
+        raise ValueError(f"prompt row {longest} has {lengths[longest]} tokens{padded}; with "
                          f"max_new_tokens={max_new_tokens} that needs {width + max_new_tokens} positions, "
                          f"more than the context model.max_len={model.max_len}")
     tokens = np.full((len(rows), width), pad_id, np.int32)
