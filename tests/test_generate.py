@@ -90,6 +90,27 @@ def test_recompute_path_equals_cache_and_eos_stops_rows():
         assert (np.asarray(out.tokens[r, stop:]) == PAD).all()
 
 
+def test_logits_processor_sees_the_decoding_state():
+    """A plain function hook: at step i allow only tokens != the previous one and, at even steps,
+    only token 2 + i; the greedy output must follow both rules, and equal a hand-run of them."""
+    model, variables = tiny()
+
+    def rule(state, scores):
+        prev = jnp.where(state.step > 0, state.tokens[:, jnp.maximum(state.step - 1, 0)], -1)
+        ban = jnp.arange(scores.shape[-1])[None, :] == prev[:, None]
+        force = (state.step % 2 == 0) & (jnp.arange(scores.shape[-1]) != 2 + state.step)[None, :]
+        return jnp.where(ban | force, -jnp.inf, scores)
+
+    out = generate(model, variables, PROMPTS, 6, logits_processor=rule)
+    for r, prompt in enumerate(PROMPTS):
+        seq = list(prompt)
+        for i in range(6):
+            logits = full_logits(model, variables, seq)[-1]
+            allowed = [t for t in range(16) if (i == 0 or t != seq[-1]) and (i % 2 or t == 2 + i)]
+            seq.append(max(allowed, key=lambda t: logits[t]))
+        assert [int(t) for t in out.tokens[r]] == seq[len(prompt):]
+
+
 # ---- (c): sampling --------------------------------------------------------------------------------
 
 def test_top_k_and_top_p_masks_by_hand():
