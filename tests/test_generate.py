@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jaxrec.generate import (HashSetConstraint, TrieConstraint, WeightedTrieConstraint, beam_search, generate,
                              sample_logits, top_k_mask, top_p_mask)
 from jaxrec.generate.constraints import DecodeState
+from jaxrec.generate.decode import _beam_search
 from jaxrec.models.text.gpt import GPT
 
 PAD, EOS = 0, 1
@@ -272,10 +273,12 @@ def test_weighted_trie_alpha_zero_is_the_trie_and_alpha_steers_to_value():
     weighted = beam_search(model, variables, prompts, L, 8, logits_processor=w)
     np.testing.assert_array_equal(plain.sequences, weighted.sequences)
     np.testing.assert_allclose(plain.scores, weighted.scores, atol=1e-6)
-    # a strong alpha makes the most valuable item win; new values re-steer without rebuilding
+    # a strong alpha makes the most valuable item win; new values re-steer without rebuilding or recompiling
+    compiled = _beam_search._cache_size()
     for values, best in (([1.0, 5.0, 2.0, 0.5, 3.0], (2, 5, 6)), ([1.0, 0.1, 2.0, 9.0, 3.0], (6, 4, 2))):
         steered = beam_search(model, variables, prompts, L, 8, logits_processor=w.replace(alpha=jnp.float32(50.0)).with_values(values))
         assert [tuple(int(t) for t in steered.sequences[r, 0]) for r in range(2)] == [best, best]
+    assert _beam_search._cache_size() == compiled
 
 
 # ---- (f): bad inputs ------------------------------------------------------------------------------

@@ -335,21 +335,20 @@ class HashSetConstraint(LogitsProcessor):
     def init(self, rows):
         return jnp.zeros((rows,), jnp.int32)
 
-    def _candidates(self, step, partial, vocab):
-        level = jnp.minimum(step, self.powers.shape[0] - 1)
-        c = jnp.arange(vocab, dtype=jnp.int32) - self.offsets[level]
-        in_range = (c >= 0) & (c < self.codebook_size) & (step < self.powers.shape[0])
-        cand = partial[:, None] + self.powers[level] * jnp.where(in_range, c, 0)[None, :]
-        return cand, in_range, level
+    def _level(self, step):
+        return jnp.minimum(step, self.powers.shape[0] - 1)
 
     def __call__(self, state, scores):
-        cand, in_range, level = self._candidates(state.step, state.carry, scores.shape[-1])
+        level = self._level(state.step)
+        c = jnp.arange(scores.shape[-1], dtype=jnp.int32) - self.offsets[level]               # [V] codes
+        in_range = (c >= 0) & (c < self.codebook_size) & (state.step < self.powers.shape[0])
+        cand = state.carry[:, None] + self.powers[level] * jnp.where(in_range, c, 0)[None, :]  # [N, V] partial codes
         row = self.prefix_sets[level]
         idx = jnp.clip(jnp.searchsorted(row, cand), 0, row.shape[0] - 1)
         allowed = in_range[None, :] & (row[idx] == cand)
         return jnp.where(allowed, scores, NEG_INF)
 
     def advance(self, state, tokens):
-        _, _, level = self._candidates(state.step, state.carry, 1)
+        level = self._level(state.step)
         c = jnp.clip(tokens.astype(jnp.int32) - self.offsets[level], 0, self.codebook_size - 1)
         return state.carry + self.powers[level] * c
