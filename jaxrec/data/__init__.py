@@ -10,6 +10,7 @@ from jaxrec.data.movielens import load_movielens_100k
 from jaxrec.data.multitask import load_synthetic_multitask
 from jaxrec.data.synthetic import SyntheticSpec, load_synthetic
 from jaxrec.data.tabular import load_tabular
+from jaxrec.data.text import load_text
 
 DATASETS = {
     "movielens100k": load_movielens_100k,
@@ -17,8 +18,9 @@ DATASETS = {
     "tabular": load_tabular,
     "synthetic": load_synthetic,
     "synthetic_multitask": load_synthetic_multitask,
+    "text": load_text,
 }
 
 __all__ = ["DATASETS", "LABELS", "Dataset", "Categorical", "Numeric", "Sequence",
            "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_synthetic",
-           "load_synthetic_multitask", "load_tabular"]
+           "load_synthetic_multitask", "load_tabular", "load_text"]

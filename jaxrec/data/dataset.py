@@ -81,7 +81,9 @@ class Dataset:
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
         y = np.asarray(self.splits["train"][LABELS])
-        if y.ndim == 1:
+        if y.dtype.kind in "iu":  # next-token ids [N, T] (jaxrec.data.text)
+            rate = f"{y.size:,} train target tokens"
+        elif y.ndim == 1:
             rate = f"train positive rate {float(np.mean(y)):.3f}"
         else:  # [N, T]: one rate per task
             names = self.label_names if len(self.label_names) == y.shape[1] else [str(t) for t in range(y.shape[1])]

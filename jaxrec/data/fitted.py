@@ -12,11 +12,13 @@ File format: one JSON object (UTF-8; values of any length, no fixed-width copies
 
     {"format": "jaxrec.fitted", "version": 1,
      "features": [{"type": "categorical", "name": ..., <every spec field>}, ...],
-     "vocabs": {feature name: {"dtype": "int64" | "str", "values": [...]}, ...}}
+     "vocabs": {feature name: {"dtype": "int64" | "str", "values": [...]}, ...},
+     "extra": {...}}   (only when a loader fits more than specs and vocabularies)
 
 `features` are the resolved specs (`vocab_size` set; a numeric feature's fitted `boundaries`,
 `mean`, `std` as floats, which JSON round-trips exactly); `vocabs[name]` is the sorted vocabulary
-of a 'vocab' feature: the id of `values[k]` is `k + 1`, 0 is out-of-vocabulary.
+of a 'vocab' feature: the id of `values[k]` is `k + 1`, 0 is out-of-vocabulary; `extra` is what
+else a loader fitted, as JSON values (the text loader's BPE tokenizer, `jaxrec.data.text`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -46,10 +48,13 @@ class Fitted:
         `quantiles`, `mean` / `std` for 'standardize').
       vocabs: feature name -> sorted vocabulary `[V]` (int64, or an object array of `str` in
         code-point order) of each `encoding='vocab'` feature; id of `vocab[k]` is `k + 1`.
+      extra: further loader-specific state as JSON values (strings, numbers, lists, dicts), e.g.
+        the text loader's tokenizer JSON and corpus SHA-256 (`jaxrec.data.text`); {} for most.
     """
 
     features: tuple[Feature, ...]
     vocabs: Mapping[str, np.ndarray]
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def save_fitted(fitted: Fitted, path: str | os.PathLike) -> None:
@@ -63,6 +68,8 @@ def save_fitted(fitted: Fitted, path: str | os.PathLike) -> None:
                           "values": [int(x) for x in v] if np.asarray(v).dtype.kind in "iu" else [str(x) for x in v]}
                    for name, v in fitted.vocabs.items()},
     }
+    if fitted.extra:
+        doc["extra"] = dict(fitted.extra)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -88,9 +95,10 @@ def load_fitted(path: str | os.PathLike) -> Fitted:
     try:
         features = tuple(_spec(d) for d in doc["features"])
         vocabs = {name: _vocab(v) for name, v in doc["vocabs"].items()}
+        extra = dict(doc.get("extra", {}))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path}: malformed fitted-state file ({type(e).__name__}: {e})") from None
-    fitted = Fitted(features, vocabs)
+    fitted = Fitted(features, vocabs, extra)
     _check_vocabs(fitted, str(path))
     return fitted
 

@@ -10,7 +10,9 @@ stacked table is row-sharded over all devices, `mod` or `contiguous`: its own
   physical, row-sharded table. Models are unchanged; the trainer traces its step inside it.
 * `shard_state(state, layouts)`: the stacked tables, and every per-row optimizer slot of the
   same leading size, converted to physical row order and placed with rows over all devices;
-  everything else replicated.
+  dense parameters that name their axes (`logical`: transformer weights, via
+  `jaxrec.mesh.LOGICAL_RULES`: tensor parallelism), and the optimizer slots at the same path
+  suffix and shape, placed by those names; everything else replicated.
 * `physical_ids(ids, layout)`: logical stacked ids -> physical rows, with padding ids
   (>= V) sent out of range, for the row-wise sparse update.
 * `batch_sharding()`: a chunk `[K, B, ...]` split over `data` on its batch dim.
@@ -34,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxrec.distributed import runtime
-from jaxrec.mesh import DATA, replicated
+from jaxrec.mesh import DATA, logical_spec, replicated
 from jaxrec.embedding.layer import EmbeddingLayer
 from jaxrec.embedding.plan import StackLayout, stacked_layout_at
 from jaxrec.embedding.sharded import RowSharding, sharded_lookup, table_sharding
@@ -46,6 +48,7 @@ class ShardedEmbeddings:
 
     mesh: Mesh
     kind: str = "mod"
+    logical: Mapping[tuple[str, ...], tuple] = dataclasses.field(default_factory=dict)  # {dense param path: axis names}
 
     def rows_for(self, layout: StackLayout) -> RowSharding:
         """The row sharding of one stacked table: its tables' own (`TableSpec.sharding`) or `kind`."""
@@ -64,6 +67,15 @@ class ShardedEmbeddings:
 
         with nn.intercept_methods(interceptor):
             yield
+
+    def names_at(self, path: tuple[str, ...], ndim: int) -> tuple | None:
+        """The logical axis names of the dense parameter whose path is the longest suffix of
+        `path` (a parameter, or an optimizer slot mirroring one), if it has `ndim` names."""
+        for i in range(len(path)):
+            names = self.logical.get(tuple(path[i:]))
+            if names is not None:
+                return tuple(names) if len(names) == ndim else None
+        return None
 
     def physical_ids(self, ids: jax.Array, layout: StackLayout) -> jax.Array:
         """Logical stacked ids `[N]` -> physical rows `[N]`; ids >= V (padding) -> S*R (dropped)."""
@@ -85,6 +97,9 @@ class ShardedEmbeddings:
             layout = stacked_layout_at(path, layouts)
             if layout is not None and getattr(node, "ndim", 0) >= 1 and node.shape[0] == layout.total_rows:
                 return runtime.put(self.rows_for(layout).to_physical(np.asarray(node)), table_sharding(self.mesh))
+            names = self.names_at(path, getattr(node, "ndim", 0))
+            if names is not None:
+                return runtime.put(node, NamedSharding(self.mesh, logical_spec(names, node.shape, self.mesh)))
             return runtime.put(node, replicated(self.mesh))
 
         return serialization.from_state_dict(tree, visit(sd, ()))

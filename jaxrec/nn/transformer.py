@@ -212,14 +212,14 @@ class MoEFeedForward(nn.Module):
         w1 = param("wi", (e, d, self.hidden), ("expert", "embed", "mlp"))
         w2 = param("wo", (e, self.hidden, d), ("expert", "mlp", "embed"))
         up = jnp.einsum("nd,edh->neh", flat, w1)
+        if self.use_bias:
+            up = up + self.param("bi", nn.with_logical_partitioning(nn.initializers.zeros, ("expert", "mlp")), (e, self.hidden))
         if self.activation == "swiglu":
             gate = param("wi_gate", (e, d, self.hidden), ("expert", "embed", "mlp"))
             h = nn.silu(jnp.einsum("nd,edh->neh", flat, gate)) * up
         else:
             h = {"gelu": lambda z: nn.gelu(z, approximate=False), "gelu_tanh": nn.gelu,
                  "relu": nn.relu, "silu": nn.silu}[self.activation](up)
-        if self.use_bias:
-            h = h + self.param("bi", nn.with_logical_partitioning(nn.initializers.zeros, ("expert", "mlp")), (e, self.hidden))
         y = jnp.einsum("neh,ehd->ned", h, w2)
         if self.use_bias:
             y = y + self.param("bo", nn.with_logical_partitioning(nn.initializers.zeros, ("expert", "embed")), (e, d))

@@ -73,8 +73,9 @@ def to_logical(tree: Any, layouts: Layouts, rows_for: RowsFor | None = None, pat
 
 def from_logical(saved: Any, like: Any, layouts: Layouts, path: tuple[str, ...] = ()) -> Any:
     """Inverse of `to_logical`, guided by `like` (a state dict of the reading run's layout)."""
-    if isinstance(like, Mapping):
-        return {k: from_logical(saved[k], v, layouts, path + (str(k),)) for k, v in like.items()}
+    if isinstance(like, Mapping):  # (an empty subtree, e.g. no tables, is not in a flattened save)
+        return {k: {} if isinstance(v, Mapping) and not v else from_logical(saved[k], v, layouts, path + (str(k),))
+                for k, v in like.items()}
     if isinstance(saved, Mapping) and set(saved) == {LOGICAL}:
         return stacked_layout_at(path, layouts).stack({n: np.asarray(t) for n, t in saved[LOGICAL].items()})
     return saved

@@ -251,6 +251,8 @@ def eval_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", default="best", choices=["best", "latest"])
     parser.add_argument("--data_dir", help="override dataset.data_dir (data moved since training)")
     parser.add_argument("--output", help="metrics JSON path (default <workdir>/eval_<checkpoint>_<split>.json)")
+    parser.add_argument("--export_merged", metavar="OUT", help="LoRA: write a serving workdir OUT whose model has the "
+                        "adapters merged into its weights (model.lora_rank=0), then evaluate it")
     parser.add_argument("--mesh_shape", help="evaluate on another mesh, e.g. '(4, 1)', or 'none' for one device "
                         "(checkpoints hold logical tables, so any mesh reads them); default: the training mesh")
     args = parser.parse_args([a for a in argv[1:] if not a.startswith("--config.")])
@@ -262,6 +264,11 @@ def eval_main(argv: list[str] | None = None) -> dict:
         dataset = eval_overrides(args.workdir, config, overrides)
         if args.mesh_shape:
             apply_overrides(config, [f"--config.mesh.shape={'()' if args.mesh_shape == 'none' else args.mesh_shape}"])
+        if args.export_merged:
+            from jaxrec.train.experiment import export_merged
+
+            args.workdir = str(export_merged(args.workdir, args.export_merged))
+            config, dataset = load_config(args.workdir), None
         result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config, dataset=dataset)
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)

@@ -55,7 +55,7 @@ class Experiment:
     steps_per_epoch: int
     steps_per_call: int
     train_steps: Any  # jitted (state, chunk) -> (state, {'loss': [K]})
-    predict: Any      # jitted (params, chunk) -> outputs [K, B] (or [K, B, T])
+    predict: Any      # jitted (params, chunk) -> outputs [K, B] (or [K, B, T]; the task's eval_outputs if it has one)
     layouts: dict     # {stack path: StackLayout} (plan.layouts), for logical checkpoints
     sharding: ShardedEmbeddings | None = None  # row-sharded tables on a mesh (config.mesh)
     amtl: dict = dataclasses.field(default_factory=dict)  # {table: AMTLOptions} of AMTL-masked tables
@@ -100,16 +100,22 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
     if task.combine is not None and config.sparse_optimizer.rowwise:
         raise ConfigError("task.name='multitask' combines the per-task gradients of the tables too: it needs "
                           "sparse_optimizer.rowwise=False")
+    if config.optimizer.get("trainable", "all") == "adapters" and not int(config.model.get("lora_rank", 0)):
+        raise ConfigError("optimizer.trainable='adapters' trains LoRA adapters only: set model.lora_rank > 0 "
+                          f"(model {config.model.name!r} has none), and train.init_from=<the base model's workdir>")
     dense = make_optimizer({k: v for k, v in config.optimizer.items() if k in OPTIMIZER_DEFAULTS}, total, "optimizer")
     optimizers = state_lib.Optimizers(dense=dense, sparse=sparse, stacks=stacks)
     sharding = mesh_sharding(config)
+    if sharding is not None:  # transformer weights name their axes: tensor parallelism by jaxrec.mesh.LOGICAL_RULES
+        example = {k: v[:2] for k, v in dataset.columns("train").items()}
+        sharding = dataclasses.replace(sharding, logical=state_lib.logical_names(model, example))
     step = state_lib.make_train_step(model, optimizers, task.loss, sharding=sharding, layouts=layouts,
                                      dedup_mode=config.sparse_optimizer.get("dedup", "auto"), combine=task.combine)
     return Experiment(
         config=config, dataset=dataset, task=task, model=model, optimizers=optimizers, steps_per_epoch=spe,
         steps_per_call=steps_per_call(t, spe),
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
-        predict=jax.jit(state_lib.make_predict(model, sharding)),
+        predict=jax.jit(state_lib.make_predict(model, sharding, getattr(task, "eval_outputs", None))),
         layouts=layouts, sharding=sharding, amtl=amtl, plan=plan,
     )
 
@@ -334,3 +340,39 @@ def evaluate_stream(workdir: Path, config: ml_collections.ConfigDict, split: str
     if int(meta["units"]) < units:
         raise DataError(f"{directory}: the run stopped after unit {meta['units']} of {units}; rerun train.py to finish it")
     return {"split": split, "checkpoint": "latest", "method": run.method, **tdf.stream_metrics(stepper.result(state))}
+
+
+def export_merged(workdir: str | Path, out: str | Path) -> Path:
+    """A LoRA fine-tuned workdir -> a serving workdir `out` whose model has no adapters.
+
+    Reads `<workdir>/best` (the base weights and the adapters, one orbax checkpoint), folds each
+    adapter into its kernel (`jaxrec.nn.lora.merge`: W + (alpha / r) A B), and writes `out` with the
+    same config at `model.lora_rank=0` (`config.json`, `run.json`, `fitted.json`, `best/`), so
+    `eval.py --workdir out` (or any user of the plain model) serves it. Returns `out`.
+    """
+    from jaxrec.nn import lora
+
+    workdir, out = Path(workdir), Path(out)
+    config = load_config(workdir)
+    rank = int(config.model.get("lora_rank", 0))
+    if not rank:
+        raise ConfigError(f"{workdir}: model.lora_rank is 0 (no adapters): nothing to merge")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--export_merged {out}: the folder exists and is not empty")
+    fitted = workdir_lib.saved_fitted(workdir)
+    dataset = config_lib.build_dataset(config, fitted=fitted)
+    exp = build(config, dataset)
+    params, meta = exp.checkpointer(workdir / "best", keep=1).restore(exp.init_state(place=False).params)
+    serving = ml_collections.ConfigDict(config.to_dict())
+    serving.model.lora_rank = 0
+    serving.optimizer.trainable = "all"
+    served = build(serving, dataset)
+    merged = {**params, "dense": lora.merge(runtime.to_host(params["dense"]), float(config.model.get("lora_alpha", 16.0)) / rank)}
+    out.mkdir(parents=True, exist_ok=True)
+    with workdir_lib.lock(out):
+        workdir_lib.record_run(out, serving, workdir_lib.data_identity(served.dataset), fitted)
+        ckpt = served.checkpointer(out / "best", keep=1)
+        ckpt.save(int(meta["epoch"]), merged, meta)
+        ckpt.close()
+    log.info("merged the LoRA adapters of %s into %s (model.lora_rank=0)", workdir, out)
+    return out

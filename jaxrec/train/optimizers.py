@@ -13,6 +13,7 @@ import optax
 from flax import traverse_util
 
 from jaxrec.errors import ConfigError
+from jaxrec.nn import lora
 
 OPTIMIZER_DEFAULTS = dict(
     name="adam",          # adam | adamw | adagrad | sgd | rmsprop | ftrl-like 'lamb'
@@ -28,6 +29,7 @@ OPTIMIZER_DEFAULTS = dict(
     decay_rate=0.5,       # exponential: lr * decay_rate ** (step / decay_steps)
     decay_steps=1000,
     end_lr_fraction=0.0,  # cosine / linear: final lr = lr * end_lr_fraction
+    trainable="all",      # all | adapters: LoRA fine-tuning, only lora_a / lora_b train (jaxrec.nn.lora)
 )
 
 
@@ -53,6 +55,9 @@ def make_sparse_optimizer(cfg: Mapping, total_steps: int, where: str = "sparse_o
     if unknown:
         raise ConfigError(f"unknown config key(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(SPARSE_DEFAULTS)}")
     cfg = {**SPARSE_DEFAULTS, **cfg}
+    if cfg["trainable"] != "all":
+        raise ConfigError(f"{where}.trainable={cfg['trainable']!r}: the embedding tables have no adapters; "
+                          f"LoRA fine-tuning is optimizer.trainable='adapters'")
     if not cfg["rowwise"]:
         return make_optimizer({k: cfg[k] for k in OPTIMIZER_DEFAULTS}, total_steps, where)
     name = cfg["name"]
@@ -114,7 +119,12 @@ def make_optimizer(cfg: Mapping, total_steps: int, where: str = "optimizer") -> 
         parts.append(optax.clip_by_global_norm(float(cfg["grad_clip_norm"])))
     if wd > 0 and name not in ("adamw", "lamb"):
         parts.append(optax.add_decayed_weights(wd))
-    return optax.chain(*parts, tx) if parts else tx
+    tx = optax.chain(*parts, tx) if parts else tx
+    if cfg["trainable"] == "adapters":
+        return lora.lora_optimizer(tx)
+    if cfg["trainable"] != "all":
+        raise ConfigError(f"{where}.trainable={cfg['trainable']!r}: expected 'all' or 'adapters' (LoRA fine-tuning)")
+    return tx
 
 
 def make_table_optimizers(cfg: Mapping, layouts: Mapping, total_steps: int) -> tuple[Any, tuple]:

@@ -98,13 +98,22 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
     """Initialises parameters (from `seed`) and both optimizer states; with dynamic-vocabulary
     features (`encoding='dynamic'`), also their empty vocabularies under `params['vocab']`."""
     init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
-    v = model.init(init_rng, dynamic_features.placeholder_rows(_features(model), example_batch), train=False)
+    v = nn.unbox(model.init(init_rng, dynamic_features.placeholder_rows(_features(model), example_batch), train=False))
     params = {"dense": v.get("params", {}), "sparse": v.get(EMBEDDING, {})}
     vocabs = dynamic_features.init_vocabs(dynamic_features.vocab_tables(_features(model)))
     if vocabs:
         params["vocab"] = vocabs
     opt_state = {"dense": optimizers.dense.init(params["dense"]), "sparse": optimizers.init_sparse(params["sparse"])}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, rng=rng)
+
+
+def logical_names(model: nn.Module, example_batch: Batch) -> dict[tuple[str, ...], tuple]:
+    """`{dense parameter path: logical axis names}` of the parameters that name their axes
+    (`flax.linen.with_logical_partitioning`; the transformer blocks do), for tensor parallelism."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dynamic_features.placeholder_rows(
+        _features(model), example_batch), train=False))
+    specs = traverse_util.flatten_dict(nn.get_partition_spec(shapes).get("params", {}))
+    return {tuple(str(k) for k in path): tuple(spec) for path, spec in specs.items() if len(spec)}
 
 
 def _context(sharding):
@@ -235,8 +244,10 @@ def make_train_steps(train_step: Callable) -> Callable:
     return train_steps
 
 
-def make_predict(model: nn.Module, sharding=None) -> Callable:
-    """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk."""
+def make_predict(model: nn.Module, sharding=None, outputs: Callable | None = None) -> Callable:
+    """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk; with
+    `outputs(logits, batch)` (a task's `eval_outputs`, e.g. the LM's log p(target) `[B, T]` of
+    logits `[B, T, V]`) what it returns per batch instead."""
 
     vocabs_of = dynamic_features.vocab_tables(_features(model))
 
@@ -245,6 +256,10 @@ def make_predict(model: nn.Module, sharding=None) -> Callable:
 
     def predict(params, chunk: Batch):
         with _context(sharding):
-            return jax.lax.map(lambda b: model.apply(variables(params), rows(params, b), train=False), chunk)
+            def one(b):
+                y = model.apply(variables(params), rows(params, b), train=False)
+                return y if outputs is None else outputs(y, b)
+
+            return jax.lax.map(one, chunk)
 
     return predict

@@ -12,12 +12,22 @@ bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
              batch); the per-task gradients of the shared parameters `G [T, P]` are combined
              by `optimizer.multitask` (linear, pcgrad, mgda, cagrad, gradops with
              `optimizer.alpha`; `jaxrec.optim.multitask`); metrics `<task>/<metric>`.
+  lm         labels `[N, T]` int32 next-token ids (`jaxrec.data.text`: labels = tokens[:, 1:]),
+             outputs logits `[B, T, V]`; loss the mean next-token cross-entropy
+             -1/(B T) sum_{b,t} log softmax(z_{b,t})[y_{b,t}]; metrics `nll` (nats per token),
+             `perplexity` = exp(nll), `bits_per_byte` = sum(-log p) / (ln 2 * bytes of the targets)
+             (with the dataset's `token_bytes`), `count` (target tokens).
+
+Prediction hook: a task may define `eval_outputs(outputs, batch) -> [B, ...]`, applied to the
+model's outputs inside the jitted predict (`jaxrec.train.state.make_predict`), so what comes back
+to the host per row is what `metrics` reads: 'lm' keeps log p(target) `[B, T]` instead of the
+logits `[B, T, V]`, which a whole split could not hold. Without it the outputs come back as they are.
 
 The third task, 'delayed_feedback' (the DEFUSE streaming protocol over a conversion log), is a
 schedule of its own (`jaxrec.train.delayed_feedback.StreamRun`) that shares the workdir, checkpoints
 and resume, progress bar and TensorBoard of the loop.
 
-Config: `task.name` ('binary' | 'multitask' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
+Config: `task.name` ('binary' | 'multitask' | 'lm' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
 dataset's label names) and `task.kinds` ('binary' | 'regression' per task; default: 'binary'
 for a column whose train labels are all 0 or 1, else 'regression'). Early stopping names a
 metric of the task, e.g. `early_stopping.metric='like/auc'`.
@@ -27,14 +37,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxrec.data.dataset import LABELS, Dataset
+from jaxrec.data.text import TOKEN_BYTES, TOKENS
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.losses import bce_loss, squared_error
 from jaxrec.optim import multitask as mt
@@ -42,10 +55,11 @@ from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.delayed_feedback import STREAM_DEFAULTS
 
 # Each task's `task.*` keys and their defaults (besides `name`).
-TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS}
+TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS, "lm": {}}
 
 # Metrics early stopping can follow and the direction each improves in.
-METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min"}
+METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min",
+                "perplexity": "min", "nll": "min", "bits_per_byte": "min"}
 BINARY_METRICS = ("auc", "gauc", "logloss")
 TASK_KINDS = ("binary", "regression")
 COMBINERS = tuple(mt.COMBINERS)
@@ -142,7 +156,53 @@ class MultiTask:
                                 f"early_stopping.metric={metric!r} is undefined on it")
 
 
-Task = BinaryTask | MultiTask
+@dataclasses.dataclass(frozen=True)
+class LMTask:
+    """Next-token prediction over windows `tokens [B, T+1]` (module docstring).
+
+    `token_bytes [V]`: UTF-8 bytes per token id (`jaxrec.data.text.token_bytes`), for
+    `bits_per_byte`; None (a pre-tokenized stream) leaves that metric out.
+    """
+
+    token_bytes: np.ndarray | None = dataclasses.field(default=None, compare=False)
+    name: str = "lm"
+    combine: Callable | None = None
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("perplexity", "nll") + (("bits_per_byte",) if self.token_bytes is not None else ())
+
+    def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        """Mean next-token cross-entropy (nats) of logits `[B, T, V]` against ids `[B, T]`."""
+        return optax.softmax_cross_entropy_with_integer_labels(outputs.astype(jnp.float32), labels).mean()
+
+    def eval_outputs(self, outputs: jax.Array, batch) -> jax.Array:
+        """log p(target) `[B, T]` float32 of logits `[B, T, V]`, the targets `batch['tokens'][:, 1:]`."""
+        logp = jax.nn.log_softmax(outputs.astype(jnp.float32), axis=-1)
+        return jnp.take_along_axis(logp, batch[TOKENS][:, 1:, None].astype(jnp.int32), axis=-1)[..., 0]
+
+    def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
+        """`{'nll', 'perplexity', ('bits_per_byte'), 'count'}` of log p(target) `[N, T]` over a whole split."""
+        logp = np.asarray(outputs, np.float64)
+        nll = float(-logp.mean())
+        out = {"perplexity": math.exp(nll) if nll < 700 else math.inf, "nll": nll}
+        if self.token_bytes is not None:
+            out["bits_per_byte"] = float(-logp.sum() / math.log(2) / self.token_bytes[np.asarray(labels)].sum())
+        out["count"] = int(logp.size)
+        return out
+
+    def check(self, dataset: Dataset, metric: str) -> None:
+        """Labels are int token ids `[N, T]` and equal `tokens[:, 1:]` (`tokens [N, T+1]`); a valid split."""
+        for split, cols in dataset.splits.items():
+            labels, tokens = np.asarray(cols[LABELS]), cols.get(TOKENS)
+            if labels.ndim != 2 or labels.dtype.kind not in "iu" or tokens is None or tokens.shape != (len(labels), labels.shape[1] + 1):
+                raise ConfigError(f"task.name='lm' reads windows tokens [N, T+1] and labels tokens[:, 1:] [N, T] "
+                                  f"(dataset.name='text'); dataset {dataset.name!r} has labels {labels.dtype} {labels.shape}"
+                                  f"{'' if tokens is None else f' and tokens {tokens.shape}'} in its {split} split")
+        _valid_labels(dataset)
+
+
+Task = BinaryTask | MultiTask | LMTask
 
 
 def _valid_labels(dataset: Dataset) -> np.ndarray:
@@ -183,9 +243,17 @@ def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
             if k not in TASK_KINDS:
                 raise ConfigError(f"task.kinds contains {k!r}: expected one of {TASK_KINDS}")
         task = MultiTask(names, kinds, combiner(config.optimizer))
+    elif t.name == "lm":
+        task = LMTask(dataset.side.get(TOKEN_BYTES))
+        vocab = next((f.vocab_size for f in dataset.features if f.name == TOKENS), None)
+        model_vocab = config.model.get("vocab_size")
+        if vocab is not None and model_vocab is not None and int(model_vocab) < int(vocab):
+            raise ConfigError(f"model.vocab_size={model_vocab} is smaller than the tokenizer's {vocab} ids "
+                              f"(dataset {dataset.name!r}): token ids >= {model_vocab} have no embedding row; set "
+                              f"model.vocab_size >= {vocab}")
     else:
         raise ConfigError(f"task.name={t.name!r}: the streaming protocol trains through train.py (loop.train_and_evaluate), "
-                          f"not an experiment; expected 'binary' or 'multitask' here")
+                          f"not an experiment; expected 'binary', 'multitask' or 'lm' here")
     check_metric(task, metric, str(config.early_stopping.mode))
     task.check(dataset, metric)
     return task

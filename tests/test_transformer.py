@@ -1,0 +1,206 @@
+"""Transformer blocks, GPT and LoRA against references written out by hand (numpy / plain jnp)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxrec.errors import ConfigError
+from jaxrec.mesh import LOGICAL_RULES, logical_spec, make_mesh
+from jaxrec.models import build_model
+from jaxrec.models.text import GPT, init_cache
+from jaxrec.nn import lora
+from jaxrec.nn.transformer import (Attention, MoEFeedForward, TransformerBlock, causal_mask, load_balance_loss,
+                                   padding_mask, rope)
+
+
+def _attention_reference(x, p, h, kv, mask):
+    """softmax(q k^T / sqrt(d_h) + mask) v per head, key/value head h // (H / K), in numpy float64."""
+    x = np.asarray(x, np.float64)
+    proj = lambda name: np.einsum("btd,dhk->bthk", x, np.asarray(p[name]["base"]["kernel"], np.float64)) + np.asarray(p[name]["base"]["bias"])
+    q, k, v = proj("query"), proj("key"), proj("value")
+    b, t, _, dh = q.shape
+    out = np.zeros_like(q)
+    for i in range(h):
+        j = i // (h // kv)
+        s = np.einsum("bqd,bkd->bqk", q[:, :, i], k[:, :, j]) / np.sqrt(dh)
+        s = np.where(np.broadcast_to(np.asarray(mask)[:, 0], s.shape), s, -np.inf)
+        w = np.exp(s - s.max(-1, keepdims=True))
+        out[:, :, i] = np.einsum("bqk,bkd->bqd", w / w.sum(-1, keepdims=True), v[:, :, j])
+    return np.einsum("bthk,hkd->btd", out, np.asarray(p["out"]["base"]["kernel"], np.float64)) + np.asarray(p["out"]["base"]["bias"])
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)])
+def test_attention_matches_per_head_reference(heads, kv_heads):
+    x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+    valid = jnp.array([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], bool)
+    mask = causal_mask(6) & padding_mask(valid)
+    mask = mask | jnp.eye(6, dtype=bool)[None, None]  # every query attends to something (pads to themselves)
+    module = Attention(heads, kv_heads)
+    params = nn.unbox(module.init(jax.random.key(1), x, mask))["params"]
+    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), params)  # nonzero biases
+    got, _ = module.apply({"params": params}, x, mask)
+    np.testing.assert_allclose(got, _attention_reference(x, params, heads, kv_heads, mask), atol=2e-5)
+
+
+def test_rope_scores_depend_on_relative_position_only():
+    q, k = jax.random.normal(jax.random.key(0), (2, 1, 1, 1, 8))
+    at = lambda x, p: rope(x, jnp.array([[p]]))
+    score = lambda m, n: float(jnp.sum(at(q, m) * at(k, n)))
+    assert score(5, 2) == pytest.approx(score(13, 10), abs=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
+    np.testing.assert_allclose(rope(q, jnp.zeros((1, 1), int)), q)              # position 0: identity
+    np.testing.assert_allclose(jnp.linalg.norm(at(q, 7)), jnp.linalg.norm(q), rtol=1e-6)  # a rotation
+
+
+def test_moe_matches_per_token_loop_and_balance_loss():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+    module = MoEFeedForward(num_experts=4, top_k=2, hidden=16, activation="relu")
+    variables = nn.unbox(module.init(jax.random.key(1), x))
+    p = jax.tree.map(lambda a: a + 0.05, variables["params"])
+    got, sown = module.apply({"params": p}, x, mutable=["losses"])
+    flat = np.asarray(x.reshape(-1, 8), np.float64)
+    probs = jax.nn.softmax(flat @ np.asarray(p["router"]["base"]["kernel"], np.float64), -1)
+    want = np.zeros_like(flat)
+    for n in range(len(flat)):
+        top = np.argsort(-probs[n])[:2]
+        for e in top:
+            hid = np.maximum(flat[n] @ p["wi"][e] + p["bi"][e], 0)
+            want[n] += probs[n, e] / probs[n, top].sum() * (hid @ p["wo"][e] + p["bo"][e])
+    np.testing.assert_allclose(got.reshape(-1, 8), want, atol=1e-4)
+    assert float(sown["losses"]["moe_balance"][0]) > 0
+    uniform = jnp.full((8, 4), 0.25)
+    assert float(load_balance_loss(uniform, jnp.array([[0, 1], [2, 3]] * 4), 4)) == pytest.approx(1.0)
+    assert float(load_balance_loss(jnp.tile(jnp.array([[0.7, 0.1, 0.1, 0.1]]), (8, 1)), jnp.zeros((8, 1), int), 4)) == pytest.approx(2.8)
+
+
+def test_post_norm_block_is_bert_order():
+    """post-norm: y = N2(z + FFN(z)), z = N1(x + Attn(x)); checked against the modules applied one by one."""
+    x = jax.random.normal(jax.random.key(0), (1, 4, 8))
+    block = TransformerBlock(num_heads=2, mlp_width=16, pre_norm=False, norm_eps=1e-12)
+    params = nn.unbox(block.init(jax.random.key(1), x))["params"]
+    got, _ = block.apply({"params": params}, x)
+    a, _ = Attention(2).apply({"params": params["attention"]}, x)
+    ln = lambda v, p: (v - v.mean(-1, keepdims=True)) / jnp.sqrt(v.var(-1, keepdims=True) + 1e-12) * p["scale"] + p["bias"]
+    z = ln(x + a, params["norm1"])
+    ffn = params["ffn"]
+    h = jax.nn.gelu(z @ ffn["wi"]["base"]["kernel"] + ffn["wi"]["base"]["bias"], approximate=False)
+    want = ln(z + h @ ffn["wo"]["base"]["kernel"] + ffn["wo"]["base"]["bias"], params["norm2"])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _gpt(**kw):
+    return GPT(**{"vocab_size": 50, "width": 32, "depth": 2, "num_heads": 4, "max_len": 24, **kw})
+
+
+@pytest.mark.parametrize("kw", [{}, {"position": "learned", "num_kv_heads": 2, "activation": "swiglu", "norm": "rmsnorm"},
+                                {"num_experts": 3, "tie_embeddings": False}])
+def test_gpt_is_causal_and_cache_decoding_equals_full_forward(kw):
+    model = _gpt(**kw)
+    tokens = jax.random.randint(jax.random.key(0), (2, 13), 0, 50)
+    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))
+    full = model.apply(params, {"tokens": tokens})                                     # [2, 12, V]
+    changed = model.apply(params, {"tokens": tokens.at[:, 9].set(7)})
+    np.testing.assert_array_equal(full[:, :9], changed[:, :9])                          # no peeking ahead
+    cache, valid = init_cache(model, 2, 16), jnp.zeros((2, 16), bool).at[:, :5].set(True)
+    pos = jnp.broadcast_to(jnp.arange(5), (2, 5))
+    logits, cache = model.apply(params, tokens[:, :5], pos, valid, cache, jnp.int32(0), method=GPT.decode)
+    steps = [logits]
+    for t in range(5, 12):
+        valid = valid.at[:, t].set(True)
+        logits, cache = model.apply(params, tokens[:, t:t + 1], jnp.full((2, 1), t), valid, cache, jnp.int32(t), method=GPT.decode)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5)
+
+
+def test_gpt_config_errors():
+    with pytest.raises(ConfigError, match="num_heads=5 does not divide the width"):
+        _gpt(num_heads=5)
+    with pytest.raises(ConfigError, match="num_kv_heads=3 does not divide"):
+        _gpt(num_kv_heads=3)
+    with pytest.raises(ConfigError, match="model.position='alibi'"):
+        _gpt(position="alibi")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        build_model("gpt", (), width=32, heads=4)
+    model = _gpt()
+    with pytest.raises(ValueError, match="exceed the model's context model.max_len=24"):
+        model.init(jax.random.key(0), {"tokens": jnp.zeros((1, 26), int)})
+
+
+def test_logical_rules_place_heads_and_mlp_on_model_axis():
+    mesh = make_mesh((1, 1))
+    assert dict(LOGICAL_RULES)["heads"] == "model" and dict(LOGICAL_RULES)["embed"] is None
+    big = jax.sharding.Mesh(np.array(jax.devices() * 1).reshape(1, 1), ("data", "model"))
+    assert logical_spec(("embed", "heads", "head_dim"), (32, 4, 8), big) == jax.sharding.PartitionSpec(None, "model", None)
+    assert logical_spec(("batch", "length"), (8, 3), mesh) == jax.sharding.PartitionSpec("data", None)
+
+
+class _FakeMesh:
+    shape = {"data": 1, "model": 8}
+
+
+def test_logical_spec_replicates_what_does_not_divide():
+    fake = _FakeMesh()
+    assert logical_spec(("embed", "kv_heads", "head_dim"), (32, 3, 8), fake) == jax.sharding.PartitionSpec(None, None, None)
+    assert logical_spec(("vocab", "embed"), (30522, 384), fake) == jax.sharding.PartitionSpec(None, None)
+    assert logical_spec(("vocab", "embed"), (2048, 384), fake) == jax.sharding.PartitionSpec("model", None)
+    assert logical_spec(("heads", "mlp"), (8, 16), fake) == jax.sharding.PartitionSpec("model", None)  # model axis used once
+
+
+def test_lora_merged_equals_unmerged_and_only_adapters_train():
+    model, base = _gpt(lora_rank=4, lora_alpha=8.0), _gpt()
+    tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 50)
+    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))["params"]
+    labels = lora.trainable_labels(params)
+    # nonzero B so the adapters change the function
+    params = jax.tree.map(lambda p, l: p + 0.05 * jax.random.normal(jax.random.key(3), p.shape) if l == "adapter" else p,
+                          params, labels)
+    merged = lora.merge(params, 8.0 / 4)
+    assert jax.tree.structure(merged) == jax.tree.structure(nn.unbox(base.init(jax.random.key(1), {"tokens": tokens}))["params"])
+    with_adapters = model.apply({"params": params}, {"tokens": tokens})
+    np.testing.assert_allclose(base.apply({"params": merged}, {"tokens": tokens}), with_adapters, atol=1e-6)
+    assert not np.allclose(base.apply({"params": lora.merge(jax.tree.map(lambda p, l: p * 0 if l == "adapter" else p, params, labels), 2.0)},
+                                      {"tokens": tokens}), with_adapters, atol=1e-3)
+    # per block: q, k, v, out 32x4 + 4x32 each; ffn wi 32x4 + 4x128, wo 128x4 + 4x32
+    assert lora.count_adapters(params) == 2 * (4 * 256 + 2 * 640)
+
+    tx = lora.lora_optimizer(optax.adam(1e-2))
+    opt = tx.init(params)
+
+    def loss(p):
+        logits = model.apply({"params": p}, {"tokens": tokens})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
+    new = params
+    for _ in range(3):
+        g = jax.grad(loss)(new)
+        updates, opt = tx.update(g, opt, new)
+        new = optax.apply_updates(new, updates)
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, new)
+    for m, l in zip(jax.tree.leaves(moved), jax.tree.leaves(labels)):
+        assert m == (l == "adapter")
+    assert float(loss(new)) < float(loss(params))
+
+
+def test_trainer_step_with_trainable_adapters_moves_only_adapters():
+    """`optimizer.trainable='adapters'` through the trainer's own step (jaxrec.train.state)."""
+    from jaxrec.train import optimizers, state as state_lib
+
+    model = _gpt(lora_rank=2)
+    tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 50)
+    tx = optimizers.make_optimizer({"name": "adamw", "lr": 1e-2, "weight_decay": 0.1, "trainable": "adapters"}, 10)
+    opts = state_lib.Optimizers(dense=tx, sparse=optax.sgd(0.0))
+    lm_loss = lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    batch = {"tokens": tokens, "labels": tokens[:, 1:]}
+    state = state_lib.init_state(model, opts, batch, seed=0)
+    step = jax.jit(state_lib.make_train_step(model, opts, lm_loss))
+    new = state
+    for _ in range(2):
+        new, _ = step(new, batch)
+    labels = lora.trainable_labels(state.params["dense"])
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["dense"], new.params["dense"])
+    assert sorted(set(zip(jax.tree.leaves(labels), jax.tree.leaves(moved)))) == [("adapter", True), ("frozen", False)]
+    with pytest.raises(ConfigError, match="optimizer.trainable='everything'"):
+        optimizers.make_optimizer({"trainable": "everything"}, 10)
