@@ -253,7 +253,7 @@ class WeightedTrieConstraint(LogitsProcessor):
         return out.with_values(values)
 
     def with_values(self, values: Sequence[float] | np.ndarray) -> "WeightedTrieConstraint":
-        """The same trie with new item values `[num_sequences]` (>= 0): only the value arrays change."""
+        """The same trie with new item values `[num_sequences]` (>= 0; host side, outside jit): only the value arrays change."""
         paths = np.asarray(self.paths)
         values = np.asarray(values, np.float32)
         if values.shape != (paths.shape[0],):
