@@ -49,11 +49,13 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from benchmarks.common import DOCS, claims_table, command, default_data_dir, machine, machine_line, write_json  # noqa: E402
 from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, TrainingDiverged, WorkdirConflict  # noqa: E402
 
 JAXREC_ERRORS = (WorkdirConflict, CheckpointDamaged, ConfigError, DataError, TrainingDiverged)
-CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir")
+CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text")
 
 
 class Handled(str):
@@ -702,6 +704,115 @@ def _workdir_file(ctx):
     p = ctx.path("a_file")
     p.write_text("not a directory")
     return rerun(ctx.config(), p)
+
+
+# ----------------------------------------------------------------------------- text (issue 21)
+
+def _tiny_gpt(**kw):
+    from jaxrec.models.text import GPT
+
+    return GPT(**{"vocab_size": 50, "width": 32, "depth": 1, "num_heads": 4, "max_len": 16, **kw})
+
+
+def _generate(ctx, prompts, max_new_tokens=4):
+    import flax.linen as nn
+    import jax
+
+    from jaxrec.generate import generate
+
+    model = _tiny_gpt()
+    params = nn.unbox(model.init(jax.random.key(0), {"tokens": np.zeros((1, 4), np.int32)}))
+    return generate(model, params, prompts, max_new_tokens)
+
+
+def _text_config(ctx, **model):
+    p = ctx.path("corpus.txt")
+    p.write_text("\n\n".join(f"document {i} has a few words in it" for i in range(30)))
+    return override("--config.dataset.name=text", "--config.dataset.corpus=file", f"--config.dataset.path={p}",
+                    "--config.dataset.vocab_size=300", "--config.dataset.context=8", "--config.model.name=gpt",
+                    "--config.model.vocab_size=300", "--config.task.name=lm", "--config.early_stopping.metric=perplexity",
+                    "--config.early_stopping.mode=min", *[f"--config.model.{k}={v}" for k, v in model.items()])
+
+
+@case("text", "gpt: model.num_heads=5 does not divide model.width=128")
+def _heads(ctx):
+    from jaxrec.train.experiment import build
+
+    return build(_text_config(ctx, width=128, num_heads=5))
+
+
+@case("text", "gpt: model.num_kv_heads=3 does not divide model.num_heads=4")
+def _kv_heads(ctx):
+    from jaxrec.train.experiment import build
+
+    return build(_text_config(ctx, num_kv_heads=3))
+
+
+case("text", "generate: a prompt with an unknown token id (50 >= model.vocab_size)")(
+    lambda ctx: _generate(ctx, [[1, 2, 50]]))
+case("text", "generate: a prompt longer than the context (14 tokens + 4 new > model.max_len=16)")(
+    lambda ctx: _generate(ctx, [list(range(1, 15))]))
+case("text", "generate: an empty prompt row")(lambda ctx: _generate(ctx, [[1, 2], []]))
+
+
+def _weights_folder(ctx, drop=None, reshape=None):
+    import dataclasses as dc
+
+    from safetensors.numpy import save_file
+
+    from jaxrec.models.text.bert import BertConfig
+    from jaxrec.models.text.hf import bert_tensor_map, load_bert_params
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                        max_position_embeddings=16)
+    tensors = {t.hf_name: np.zeros(t.hf_shape, np.float32) for t in bert_tensor_map(config)}
+    if drop:
+        del tensors[drop]
+    if reshape:
+        tensors[reshape] = np.zeros((3, 3), np.float32)
+    folder = ctx.path("hf_model")
+    folder.mkdir(exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({**dc.asdict(config), "model_type": "bert"}))
+    return load_bert_params(folder)
+
+
+case("text", "Hugging Face weights folder with a missing tensor")(
+    lambda ctx: _weights_folder(ctx, drop="encoder.layer.0.output.dense.weight"))
+case("text", "Hugging Face weights folder with a mis-shaped tensor")(
+    lambda ctx: _weights_folder(ctx, reshape="embeddings.LayerNorm.weight"))
+
+
+@case("text", "Hugging Face folder that does not exist")
+def _no_folder(ctx):
+    from jaxrec.models.text.hf import default_minilm_dir
+
+    return default_minilm_dir(ctx.path("no_model_here"))
+
+
+@case("text", "text corpus: dataset.path does not exist")
+def _no_corpus(ctx):
+    from jaxrec.data.text import load_text
+
+    return load_text(corpus="file", path=str(ctx.path("missing.txt")))
+
+
+@case("text", "token file with an id >= dataset.vocab_size")
+def _token_file(ctx):
+    from jaxrec.data.text import load_text
+
+    p = ctx.path("tokens.npy")
+    np.save(p, np.array([1, 2, 3, 999] * 100, np.int64))
+    return load_text(token_file=str(p), vocab_size=300, context=8)
+
+
+@case("text", "dataset.context longer than the valid split")
+def _context(ctx):
+    from jaxrec.data.text import load_text
+
+    p = ctx.path("short.txt")
+    p.write_text("\n\n".join(f"doc {i}" for i in range(5)))
+    return load_text(corpus="file", path=str(p), vocab_size=300, context=64)
 
 
 # ----------------------------------------------------------------------------- running

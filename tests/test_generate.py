@@ -176,7 +176,7 @@ def _check_against_brute_force(model, variables, prompts, beams, allowed, suffix
             np.testing.assert_allclose(scores[finite], [x for x, _ in truth], atol=1e-4, rtol=0)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(allowed=st.sets(st.tuples(TOKENS, TOKENS, TOKENS), min_size=1, max_size=BEAM), seed=st.integers(0, 3),
        narrow=st.booleans())
 def test_beam_search_under_trie_fixed_length(allowed, seed, narrow):
@@ -189,7 +189,7 @@ def test_beam_search_under_trie_fixed_length(allowed, seed, narrow):
     _check_against_brute_force(model, variables, prompts, beams, allowed)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(allowed=st.sets(st.lists(TOKENS, min_size=1, max_size=L).map(tuple), min_size=1, max_size=BEAM),
        seed=st.integers(0, 3))
 def test_beam_search_under_trie_with_eos(allowed, seed):

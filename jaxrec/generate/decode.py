@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec.errors import DataError
 from jaxrec.generate.constraints import NEG_INF, DecodeState, LogitsProcessor, as_processor
 from jaxrec.models.text.gpt import DTYPES, GPT, init_cache
 from jaxrec.nn.transformer import decode_mask
@@ -70,13 +71,13 @@ def prepare_prompts(model: GPT, prompts: Sequence[Sequence[int]] | np.ndarray, m
     """Checks ragged prompts and left-pads them: (tokens `[B, P]` int32, valid `[B, P]` bool).
 
     P = the longest prompt, or `pad_to` (a fixed P avoids recompiling for every prompt length).
-    Raises ValueError naming the row and the offending id, or the lengths against model.max_len.
+    Raises DataError (a ValueError) naming the row and the offending id, or the lengths against model.max_len.
     """
     if isinstance(prompts, np.ndarray) and prompts.ndim != 2:
-        raise ValueError(f"prompts: expected [B, T] token ids or a list of lists, got shape {prompts.shape}")
+        raise DataError(f"prompts: expected [B, T] token ids or a list of lists, got shape {prompts.shape}")
     rows = [np.asarray(p).reshape(-1) for p in prompts]
     if not rows:
-        raise ValueError("prompts: empty batch")
+        raise DataError("prompts: empty batch")
     if int(max_new_tokens) <= 0:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be positive")
     v = model.vocab_size
@@ -85,12 +86,12 @@ def prepare_prompts(model: GPT, prompts: Sequence[Sequence[int]] | np.ndarray, m
             raise ValueError(f"{name}={t} outside the vocabulary [0, model.vocab_size={v})")
     for i, r in enumerate(rows):
         if r.size == 0:
-            raise ValueError(f"prompt row {i} is empty (a prompt needs at least one token, e.g. BOS)")
+            raise DataError(f"prompt row {i} is empty (a prompt needs at least one token, e.g. BOS)")
         if not np.issubdtype(r.dtype, np.integer):
-            raise ValueError(f"prompt row {i}: token ids must be integers, got dtype {r.dtype}")
+            raise DataError(f"prompt row {i}: token ids must be integers, got dtype {r.dtype}")
         bad = np.flatnonzero((r < 0) | (r >= v))
         if bad.size:
-            raise ValueError(f"prompt row {i} has unknown token id {int(r[bad[0]])} at position {int(bad[0])}: "
+            raise DataError(f"prompt row {i} has unknown token id {int(r[bad[0]])} at position {int(bad[0])}: "
                              f"ids must lie in [0, model.vocab_size={v})")
     lengths = [len(r) for r in rows]
     longest = int(np.argmax(lengths))
@@ -99,7 +100,7 @@ def prepare_prompts(model: GPT, prompts: Sequence[Sequence[int]] | np.ndarray, m
         raise ValueError(f"pad_to={pad_to} is shorter than prompt row {longest} ({lengths[longest]} tokens)")
     if width + max_new_tokens > model.max_len:
         padded = f" (padded to {width})" if width > lengths[longest] else ""
-        raise ValueError(f"prompt row {longest} has {lengths[longest]} tokens{padded}; with "
+        raise DataError(f"prompt row {longest} has {lengths[longest]} tokens{padded}; with "
                          f"max_new_tokens={max_new_tokens} that needs {width + max_new_tokens} positions, "
                          f"more than the context model.max_len={model.max_len}")
     tokens = np.full((len(rows), width), pad_id, np.int32)

@@ -98,7 +98,8 @@ def init_state(model: nn.Module, optimizers: Optimizers, example_batch: Batch, s
     """Initialises parameters (from `seed`) and both optimizer states; with dynamic-vocabulary
     features (`encoding='dynamic'`), also their empty vocabularies under `params['vocab']`."""
     init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
-    v = nn.unbox(model.init(init_rng, dynamic_features.placeholder_rows(_features(model), example_batch), train=False))
+    init = jax.jit(lambda key, batch: nn.unbox(model.init(key, batch, train=False)))  # compiled: much faster than eager
+    v = init(init_rng, dynamic_features.placeholder_rows(_features(model), example_batch))
     params = {"dense": v.get("params", {}), "sparse": v.get(EMBEDDING, {})}
     vocabs = dynamic_features.init_vocabs(dynamic_features.vocab_tables(_features(model)))
     if vocabs:
