@@ -98,25 +98,22 @@ def _sq_dists(x: jax.Array, c: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.sum(x * x, 1)[:, None] - 2.0 * x @ c.T + jnp.sum(c * c, 1)[None, :], 0.0)
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def kmeans_pp_init(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
+def kmeans_pp_init(seed: int, x: np.ndarray, k: int) -> np.ndarray:
     """k-means++ seeding: the first centre uniform, each next one drawn with probability
-    proportional to D(x)^2, the squared distance to the nearest centre so far. `[N, d] -> [k, d]`."""
+    proportional to D(x)^2, the squared distance to the nearest centre so far. `[N, d] -> [k, d]`.
+    Host side (numpy, `default_rng(seed)`): k passes of O(N d), and no threefry kernels to compile
+    (XLA's CPU compile of jax.random dominates a small run)."""
+    x = np.asarray(x, np.float32)
+    rng = np.random.default_rng(seed)
     n = x.shape[0]
-    keys = jax.random.split(key, k)
-    first = jax.random.randint(keys[0], (), 0, n)
-    centres = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(x[first])
-    d2 = jnp.sum((x - x[first]) ** 2, 1)
-
-    def body(i, carry):
-        centres, d2 = carry
-        p = jnp.where(jnp.sum(d2) > 0, d2, 1.0)
-        j = jax.random.choice(keys[i], n, p=p / jnp.sum(p))
-        centres = centres.at[i].set(x[j])
-        return centres, jnp.minimum(d2, jnp.sum((x - x[j]) ** 2, 1))
-
-    centres, _ = jax.lax.fori_loop(1, k, body, (centres, d2))
-    return centres
+    idx = [int(rng.integers(n))]
+    d2 = np.sum((x - x[idx[0]]) ** 2, 1, dtype=np.float64)
+    for _ in range(1, k):
+        total = d2.sum()
+        j = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        idx.append(j)
+        d2 = np.minimum(d2, np.sum((x - x[j]) ** 2, 1, dtype=np.float64))
+    return x[idx].copy()
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -187,7 +184,7 @@ def kmeans(x: np.ndarray | jax.Array, k: int, *, iters: int = 25, balanced: bool
         raise ConfigError(f"k-means: K={k} codes; need K >= 2")
     if k > n:
         raise ConfigError(f"k-means: K={k} codes > {n} items; lower K")
-    c0 = kmeans_pp_init(jax.random.PRNGKey(seed), x, k)
+    c0 = jnp.asarray(kmeans_pp_init(seed, np.asarray(x), k))
     centres, codes = lloyd(x, c0, iters, math.ceil(n / k) if balanced else None)
     return np.asarray(centres), np.asarray(codes, np.int32)
 
@@ -266,15 +263,15 @@ def _quantise(z: jax.Array, books: jax.Array):
     """Residual quantisation of latents `z [B, e]` with `books [L, K, e]`: codes `[B, L]`,
     quantised `z_q [B, e]`, codebook + commitment terms per row (before beta) as (cb, commit)."""
 
-    def level(r, book):
-        c = jnp.argmin(_sq_dists(r, book), 1)
-        e = book[c]
-        cb = jnp.sum((jax.lax.stop_gradient(r) - e) ** 2, 1)
-        commit = jnp.sum((r - jax.lax.stop_gradient(e)) ** 2, 1)
-        return r - e, (c, e, cb, commit)
-
-    _, (codes, es, cb, commit) = jax.lax.scan(level, z, books)
-    return codes.T.astype(jnp.int32), es.sum(0), cb.sum(0), commit.sum(0)
+    r, codes, zq, cb, commit = z, [], 0.0, 0.0, 0.0
+    for l in range(books.shape[0]):                 # L is small: unrolled
+        c = jnp.argmin(_sq_dists(r, books[l]), 1)
+        e = books[l][c]
+        cb = cb + jnp.sum((jax.lax.stop_gradient(r) - e) ** 2, 1)
+        commit = commit + jnp.sum((r - jax.lax.stop_gradient(e)) ** 2, 1)
+        r, zq = r - e, zq + e
+        codes.append(c)
+    return jnp.stack(codes, 1).astype(jnp.int32), zq, cb, commit
 
 
 def rq_vae(x: np.ndarray, num_levels: int, codebook_size: int, *, options: RQVAEOptions = RQVAEOptions(),
@@ -284,29 +281,36 @@ def rq_vae(x: np.ndarray, num_levels: int, codebook_size: int, *, options: RQVAE
     x = jnp.asarray(x, jnp.float32)
     n, d = x.shape
     model = RQVAE(d, num_levels, codebook_size, options.latent_dim, tuple(options.hidden))
-    key = jax.random.PRNGKey(seed)
-    k_init, k_perm = jax.random.split(key)
-    params = model.init(k_init, x[:2])["params"]
+    params = _init_params(model, seed)
     batch = min(options.batch, n)
-    perm = np.asarray(jax.random.permutation(k_perm, n))
-    first = x[perm[:batch]]
-    z0 = np.asarray(model.apply({"params": params}, first, method=RQVAE.encode))
     if codebook_size > batch:
         raise ConfigError(f"rq_vae: codebook_size K={codebook_size} > first batch ({batch} items) used for k-means init")
+    rng = np.random.default_rng(seed)
+    batches = (np.stack([rng.choice(n, batch, replace=False) for _ in range(max(options.steps, 1))]) if batch < n
+               else np.broadcast_to(np.arange(n), (max(options.steps, 1), n)))
+    z0 = np.asarray(_encode(model, params, x[batches[0]]))               # the first batch's latents
     _, books, _ = rq_kmeans(z0, num_levels, codebook_size, iters=options.kmeans_iters, seed=seed)
     params = {**params, "codebooks": jnp.asarray(np.stack(books))}
+    batches = batches[:options.steps]
 
-    tx = optax.adam(options.lr)
-    opt_state = tx.init(params)
-    beta = options.beta
+    opt_state = optax.adam(options.lr).init(params)
+    params, losses = _train_rq_vae(model, float(options.lr), float(options.beta), params, opt_state, x,
+                                   jnp.asarray(batches, jnp.int32))
+    codes, xh = _infer_rq_vae(model, params, x)
+    return np.asarray(codes, np.int32), np.asarray(xh), np.asarray(losses).tolist()
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _train_rq_vae(model: RQVAE, lr: float, beta: float, params, opt_state, x: jax.Array, batches: jax.Array):
+    """Adam steps over `batches [steps, B]` (row ids of x) in one `lax.scan`; (params, losses)."""
+    tx = optax.adam(lr)
 
     def loss_fn(p, xb):
         z = model.apply({"params": p}, xb, method=RQVAE.encode)
         _, zq, cb, commit = _quantise(z, p["codebooks"])
-        z_st = z + jax.lax.stop_gradient(zq - z)
+        z_st = z + jax.lax.stop_gradient(zq - z)                    # straight-through
         xh = model.apply({"params": p}, z_st, method=RQVAE.decode)
-        recon = jnp.sum((xb - xh) ** 2, 1)
-        return jnp.mean(recon + cb + beta * commit)
+        return jnp.mean(jnp.sum((xb - xh) ** 2, 1) + cb + beta * commit)
 
     def step(carry, idx):
         p, s = carry
@@ -314,21 +318,38 @@ def rq_vae(x: np.ndarray, num_levels: int, codebook_size: int, *, options: RQVAE
         upd, s = tx.update(g, s, p)
         return (optax.apply_updates(p, upd), s), loss
 
+    (params, _), losses = jax.lax.scan(step, (params, opt_state), batches)
+    return params, losses
+
+
+def _init_params(model: RQVAE, seed: int) -> dict:
+    """Parameters of `model` drawn on the host (numpy `default_rng(seed)`): kernels LeCun-normal
+    N(0, 1/fan_in), biases 0, codebooks N(0, 1) (replaced by the k-means init). `model.init`
+    would compile threefry kernels, which takes XLA seconds on CPU."""
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, model.dim), jnp.float32))["params"]
     rng = np.random.default_rng(seed)
-    batches = (np.stack([rng.choice(n, batch, replace=False) for _ in range(options.steps)]) if batch < n
-               else np.broadcast_to(np.arange(n), (options.steps, n)))
-    train = jax.jit(lambda p, s, b: jax.lax.scan(step, (p, s), b))
-    (params, opt_state), losses = train(params, opt_state, jnp.asarray(batches, jnp.int32))
-    losses = np.asarray(losses).tolist()
 
-    @jax.jit
-    def infer(p, xa):
-        z = model.apply({"params": p}, xa, method=RQVAE.encode)
-        codes, zq, _, _ = _quantise(z, p["codebooks"])
-        return codes, model.apply({"params": p}, zq, method=RQVAE.decode)
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if "bias" in name:
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        scale = 1.0 if "codebooks" in name else 1.0 / np.sqrt(leaf.shape[0])
+        return jnp.asarray(rng.normal(size=leaf.shape) * scale, leaf.dtype)
 
-    codes, xh = infer(params, x)
-    return np.asarray(codes, np.int32), np.asarray(xh), losses
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _encode(model: RQVAE, params, x: jax.Array) -> jax.Array:
+    return model.apply({"params": params}, x, method=RQVAE.encode)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _infer_rq_vae(model: RQVAE, params, x: jax.Array):
+    """Codes `[N, L]` and the decoder of the quantised latents `[N, d]`."""
+    z = model.apply({"params": params}, x, method=RQVAE.encode)
+    codes, zq, _, _ = _quantise(z, params["codebooks"])
+    return codes, model.apply({"params": params}, zq, method=RQVAE.decode)
 
 
 # ---- unique level, stats, the result -------------------------------------------------------------
