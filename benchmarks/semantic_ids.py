@@ -129,6 +129,26 @@ def _ms(xs, digits=3):
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _observations(d: dict) -> list[str]:
+    """Sentences computed from the runs: where codes go unused or concentrate."""
+    out = []
+    for r_v in dict.fromkeys(r["vectors"] for r in d["runs"]):
+        for k in d["ks"]:
+            vae = _group(d["runs"], vectors=r_v, K=k, method="rq_vae")
+            plain = _group(d["runs"], vectors=r_v, K=k, method="rq_kmeans", balanced=False)
+            if vae and np.mean([r["usage"][0] for r in vae]) < 0.5:
+                out.append(f"- {r_v}, K={k}: RQ-VAE uses only {np.mean([r['usage'][0] for r in vae]):.0%} of the level-1 "
+                           "codes (codebook collapse at the first level: the codebook loss has no dead-code reset); the "
+                           "later levels take up the slack.")
+            if plain:
+                ppl = [np.mean([r["perplexity"][l] for r in plain]) for l in range(d["levels"])]
+                if min(ppl[1:]) < 0.25 * k:
+                    out.append(f"- {r_v}, K={k}: plain RQ-KMeans spreads level 1 (perplexity {ppl[0]:.0f}) but levels 2-3 "
+                               f"concentrate (perplexity {ppl[1]:.0f} / {ppl[2]:.0f} of {k}): a few residual codes take most "
+                               "items (k-means spends codes on outlying residuals); balanced assignment removes this.")
+    return out
+
+
 def write_page(d: dict) -> None:
     runs = d["runs"]
     vecs = list(dict.fromkeys(r["vectors"] for r in runs))
@@ -172,6 +192,7 @@ def write_page(d: dict) -> None:
                                  + " | ".join(f"{np.mean([r['recon_by_level'][l] for r in g]):.4f}" for l in range(d["levels"])) + " |")
     lines += ["", "Reading: the RQ-VAE reconstruction is not comparable one-to-one with RQ-KMeans' (a decoder against "
               "a sum of centroids); its codes are what matters downstream (the generative recommender sees only codes).",
+              *_observations(d), "",
               "Balanced assignment is a capacitated greedy matching (every unplaced item proposes its nearest code with "
               "room, each code keeps its closest proposers up to ceil(N/K)); see the module docstring of "
               "`jaxrec/pretrain/semantic_ids.py` for why not Sinkhorn.", ""]

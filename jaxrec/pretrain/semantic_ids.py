@@ -421,8 +421,15 @@ class SemanticIDs:
     def hash_constraint(self, offsets: Sequence[int] | None = None) -> HashSetConstraint:
         """`HashSetConstraint` over these codes. It uses one radix K for all levels, here
         max(codebook_sizes) (token of code c at level i = `offsets[i] + c`, default `i * K`);
-        its partial codes equal `as_int` when all levels have the same size."""
-        return HashSetConstraint.build(self.codes, max(self.codebook_sizes), offsets)
+        its partial codes equal `as_int` when all levels have the same size. ConfigError when
+        max(K)^levels does not fit int32 (e.g. K = 256 with 3 levels + the unique level): use
+        `trie_constraint`, or the L levels without the unique level."""
+        k, levels = max(self.codebook_sizes), self.num_levels
+        if k ** levels >= np.iinfo(np.int32).max:
+            raise ConfigError(f"hash_constraint: HashSetConstraint hashes with one radix, max(codebook_sizes)^levels = "
+                              f"{k}^{levels} = {k ** levels} >= 2^31 (int32); as_int's mixed radix needs "
+                              f"{int(np.prod(self.codebook_sizes, dtype=np.int64))}. Use trie_constraint(), or fewer levels")
+        return HashSetConstraint.build(self.codes, k, offsets)
 
     def token_offsets(self) -> np.ndarray:
         """Token id of code 0 at each level when levels get their own tokens back to back."""

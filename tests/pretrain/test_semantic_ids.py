@@ -148,6 +148,10 @@ def test_fits_hash_set_and_trie_constraints():
     # with the unique level the constraint's radix is max(K): still builds
     sid_u = S.semantic_ids(x, 2, 4)
     assert sid_u.hash_constraint().codebook_size == max(sid_u.codebook_sizes)
+    big = S.SemanticIDs(np.array([[255, 0, 3, 1]], np.int32), (256, 256, 256, 2))
+    with pytest.raises(ConfigError, match=r"256\^4 = 4294967296 >= 2\^31"):
+        big.hash_constraint()
+    assert big.as_int()[0] == 255 + 3 * 256 ** 2 + 256 ** 3
 
 
 # ---- RQ-VAE ---------------------------------------------------------------------------------------
