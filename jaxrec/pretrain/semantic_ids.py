@@ -58,6 +58,10 @@ from jaxrec.nn import MLP
 # ---- input checks -------------------------------------------------------------------------------
 
 
+def _first(rows: np.ndarray, n: int = 5) -> str:
+    return ", ".join(map(str, rows[:n].tolist())) + (", ..." if len(rows) > n else "")
+
+
 def check_item_vectors(x: Any, name: str = "item vectors") -> np.ndarray:
     """`x [N, d]` as float32; DataError naming the first item row with NaN/inf or with no
     features (an all-zero row), or a wrong shape."""
@@ -68,12 +72,12 @@ def check_item_vectors(x: Any, name: str = "item vectors") -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)
         raise DataError(f"{name}: item row {int(rows[0])} has NaN/inf values ({len(rows)} such row(s): "
-                        f"{rows[:5].tolist()}...)")
+                        f"{_first(rows)})")
     empty = ~(x != 0).any(axis=1)
     if empty.any():
         rows = np.flatnonzero(empty)
         raise DataError(f"{name}: item row {int(rows[0])} is all zeros: an item with no features ({len(rows)} such "
-                        f"row(s): {rows[:5].tolist()}...)")
+                        f"row(s): {_first(rows)})")
     return x
 
 
