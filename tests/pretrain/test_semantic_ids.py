@@ -10,6 +10,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.pretrain import semantic_ids as S
@@ -52,6 +54,23 @@ def test_balanced_assign_hand_worked():
     # the closer proposer wins even when it comes later
     d = jnp.array([[2.0, 3.0], [0.0, 5.0], [1.0, 5.0]])
     np.testing.assert_array_equal(np.asarray(S.balanced_assign(d, 2)), [1, 0, 0])
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(shape=st.sampled_from([(7, 3), (13, 4)]), slack=st.integers(0, 2), seed=st.integers(0, 2**31 - 1))
+def test_balanced_assign_properties(shape, slack, seed):
+    """Every item placed, no code over capacity, and no item sits farther than a code that
+    still has room at the end (it would have proposed there)."""
+    n, k = shape
+    d = np.random.default_rng(seed).random((n, k)).astype(np.float32)
+    cap = -(-n // k) + slack
+    a = np.asarray(S.balanced_assign(jnp.asarray(d), cap))
+    counts = np.bincount(a, minlength=k)
+    assert (a >= 0).all() and counts.max() <= cap
+    room = counts < cap
+    assert all(d[i, a[i]] <= d[i, room].min() for i in range(n) if room.any())
+    # a capacity that never binds gives the plain nearest-code assignment
+    np.testing.assert_array_equal(np.asarray(S.balanced_assign(jnp.asarray(d), n)), d.argmin(1))
 
 
 def test_balanced_kmeans_respects_capacity():
