@@ -19,9 +19,9 @@ Outputs are ranked by the total log-probability sum_i log p_i(c_i); a -inf score
 before the verifier; here the verifier masks first (a valid code is never crowded out by invalid
 ones), which is the same search when k = K_i (the paper's setting, beam = top-k = K).
 
-Token-forwards per request (the cost model the benchmark reports): TIGER = P (prefill) + W (L - 1)
-single-token decoder steps (plus the loop's discarded last step); NEZHA = P + L once, then
-W k L head evaluations of size D x K_i (no decoder call).
+Token-forwards per request (the cost model the benchmark reports): TIGER = P (prefill) + W L
+single-token decoder steps (W (L - 1) needed; `beam_search`'s loop also runs the step after the
+last choice); NEZHA = P + L once, then W L head evaluations of size D x K_i (no decoder call).
 """
 
 from __future__ import annotations

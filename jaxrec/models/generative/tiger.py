@@ -11,7 +11,7 @@ Pads are masked out of attention and do not count as positions (`decode_mask`, p
 number of real tokens before), exactly as `jaxrec.generate` decodes left-padded prompts, so
 training and decoding see the same inputs. Decoding: `jaxrec.generate.beam_search` over the KV
 cache, L steps, constrained to valid SIDs (`TrieConstraint` / `HashSetConstraint`); see
-`jaxrec.generate.nezha.tiger_beam_search`. Cost: one prefill over the prompt, then L - 1 single-
+`jaxrec.generate.nezha.tiger_beam_search`. Cost: one prefill over the prompt, then L single-
 token steps over B x W hypotheses (the L-th step's forward is computed and discarded by the loop).
 
 Batch: `tokens [B, P]` int32 prompts (pad 0 on the left), `codes [B, L]` the target item's codes.
