@@ -118,6 +118,13 @@ class GPT(nn.Module):
     def forward(self, tokens: jax.Array, positions: jax.Array, mask: jax.Array, cache: tuple | None = None,
                 cache_index: jax.Array | None = None, train: bool = False) -> tuple[jax.Array, tuple | None]:
         """`tokens [B, T]` at `positions [B, T]` under `mask [B|1, 1, T, S]` -> (logits `[B, T, V]`, cache)."""
+        x, new = self.hidden(tokens, positions, mask, cache, cache_index, train)
+        logits = self.embed.attend(x) if self.tie_embeddings else self.head(x)
+        return logits.astype(jnp.float32), new
+
+    def hidden(self, tokens: jax.Array, positions: jax.Array, mask: jax.Array, cache: tuple | None = None,
+               cache_index: jax.Array | None = None, train: bool = False) -> tuple[jax.Array, tuple | None]:
+        """`forward` without the LM head: the final-norm hidden states `x [B, T, D]` (compute dtype), cache."""
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"{tokens.shape[1]} tokens exceed the model's context model.max_len={self.max_len}")
         x = self.embed(tokens).astype(DTYPES[self.dtype])
@@ -128,9 +135,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x, c = block(x, mask, positions, None if cache is None else cache[i], cache_index, train=train)
             new.append(c)
-        x = self.final_norm(x)
-        logits = self.embed.attend(x) if self.tie_embeddings else self.head(x)
-        return logits.astype(jnp.float32), (tuple(new) if cache is not None else None)
+        return self.final_norm(x), (tuple(new) if cache is not None else None)
 
     def decode(self, tokens: jax.Array, positions: jax.Array, valid: jax.Array, cache: tuple,
                cache_index: jax.Array) -> tuple[jax.Array, tuple]:
