@@ -20,7 +20,8 @@ Columns of every split (N rows, L = `max_history`):
   history_length   int32 `[N]`     1 .. L
   target           int32 `[N]`     the next item's id (an input too: the ranking hook reads it)
   labels           int32 `[N]`     = target
-  user             int32 `[N]`     the user's index (0-based, in sorted raw-id order; not a batch key)
+  user             int32 `[N]`     the user's index among the users kept (0-based, sorted raw ids;
+                                   not a batch key)
 Side table `item_train_count` int64 `[N + 1]`: how often each item occurs among the users' train
 interactions (all but their last two): the popularity baseline's scores.
 
@@ -76,7 +77,8 @@ def read_interactions(path: str, columns: tuple = DEFAULT_COLUMNS, format: str =
     elif t.dtype.kind == "f":  # nulls (or a float Parquet column)
         bad = np.flatnonzero(~np.isfinite(t) | (t != np.round(t)))
         if len(bad):
-            raise DataError(f"{where(int(bad[0]))}: column {time_c!r} (the timestamp) is {t[bad[0]]!r}: expected an "
+            shown = "empty" if np.isnan(t[bad[0]]) else f"{float(t[bad[0]])!r}"
+            raise DataError(f"{where(int(bad[0]))}: column {time_c!r} (the timestamp) is {shown}: expected an "
                             f"integer ({len(bad):,} row(s) are not)")
         t = t.astype(np.int64)
     elif t.dtype.kind not in "iu":
@@ -128,6 +130,7 @@ def leave_one_out(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, 
     counts_train = np.zeros(len(item_raw) + 1, np.int64)
     for uid in np.flatnonzero(keep):
         np.add.at(counts_train, it[start[uid]:start[uid] + counts[uid] - 2], 1)
+    kept_index = np.cumsum(keep) - 1  # a user's row in the kept users
     splits = {}
     for s in SPLITS:
         pairs = np.asarray(rows[s], np.int64).reshape(-1, 2)
@@ -138,7 +141,7 @@ def leave_one_out(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, 
         hist = np.where(np.arange(L)[None, :] < length[:, None], it[np.minimum(idx, len(it) - 1)], 0)
         target = it[start[uid] + pos]
         splits[s] = {HISTORY: hist.astype(np.int32), lengths_key(HISTORY): length.astype(np.int32),
-                     TARGET: target.astype(np.int32), LABELS: target.astype(np.int32), USER: uid.astype(np.int32)}
+                     TARGET: target.astype(np.int32), LABELS: target.astype(np.int32), USER: kept_index[uid].astype(np.int32)}
     splits["__counts__"] = counts_train
     return splits, item_raw, user_raw[keep], dropped
 
