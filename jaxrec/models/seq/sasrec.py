@@ -58,13 +58,6 @@ class SASRec(nn.Module):
     EMBEDDING_LAYERS = None  # no sparse tables: the item table is a dense parameter (it is also the output layer)
 
     def __post_init__(self):
-        spec = next((f for f in self.features if f.name == self.history_field), None)
-        if self.features and spec is None:
-            raise ConfigError(f"model 'sasrec' reads the item history {self.history_field!r} (model.history_field), which "
-                              f"the dataset lacks (features {[f.name for f in self.features]}); use dataset.name='sequential'")
-        if spec is not None and (not spec.vocab_size or spec.max_len > self.max_len):
-            raise ConfigError(f"model.max_len={self.max_len} is shorter than the histories ({spec.max_len}, dataset.max_history)"
-                              if spec.vocab_size else f"feature {spec.name!r} has no resolved vocab_size")
         if self.width % self.num_heads:
             raise ConfigError(f"model.width={self.width} is not divisible by model.num_heads={self.num_heads}")
         if self.activation not in ACTIVATIONS:
@@ -74,12 +67,20 @@ class SASRec(nn.Module):
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        spec = next((f for f in self.features if f.name == self.history_field), None)
+        if spec is not None and spec.max_len > self.max_len:
+            raise ConfigError(f"model.max_len={self.max_len} is shorter than the histories ({spec.max_len}, dataset.max_history)")
         super().__post_init__()
 
     @property
     def num_ids(self) -> int:
-        """V: item ids 0..V-1 (0 = padding)."""
-        return int(next(f for f in self.features if f.name == self.history_field).vocab_size)
+        """V: item ids 0..V-1 (0 = padding), the history feature's vocab_size (checked when the model is set up)."""
+        spec = next((f for f in self.features if f.name == self.history_field), None)
+        if spec is None or not spec.vocab_size:
+            raise ConfigError(f"model 'sasrec' reads the item history {self.history_field!r} (model.history_field) with a "
+                              f"resolved vocab_size, which the dataset lacks (features {[f.name for f in self.features]}); "
+                              f"use dataset.name='sequential'")
+        return int(spec.vocab_size)
 
     def setup(self):
         init = nn.initializers.normal(self.init_scale)
