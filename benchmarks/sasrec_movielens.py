@@ -17,7 +17,8 @@ budget needs it (the page states what ran). Test is read once per seed (`common.
 Popularity: every item scored by its count among the users' train interactions
 (`item_train_count`); deterministic, test read once (`common.read_test`).
 
-RecBole peer (`--recbole PYTHON`): RecBole's SASRec (its defaults, same epochs / patience / batch),
+RecBole peer (`--recbole PYTHON`, a venv with `pip install recbole` (1.2.1), the torch CPU wheel and
+`setuptools<81`, whose `pkg_resources` ray needs): RecBole's SASRec (its defaults, same epochs / patience / batch),
 run in its own interpreter on atomic files written from the same u.data (`ml-100k.inter`: user_id,
 item_id, rating, timestamp), `eval_args = {split: {LS: valid_and_test}, order: TO, mode: full}`,
 `valid_metric: NDCG@10`; its test figures (read once by RecBole at its best valid epoch) go through
@@ -53,9 +54,10 @@ SHOWN = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
 RECBOLE_SCRIPT = r'''
 import json, sys
 import numpy as np
-for name, alias in (("float", float), ("int", int), ("bool", bool), ("long", int), ("complex", complex)):
+for name, alias in (("float", float), ("int", int), ("bool", bool), ("long", int), ("complex", complex),
+                    ("bool8", np.bool_), ("float_", np.float64), ("unicode_", np.str_)):
     if not hasattr(np, name):
-        setattr(np, name, alias)  # RecBole 1.2 uses NumPy < 1.24 aliases
+        setattr(np, name, alias)  # RecBole 1.2.1 uses aliases NumPy 2 removed (checked: it imports with these)
 from recbole.quick_start import run_recbole
 args = json.loads(sys.argv[1])
 result = run_recbole(model="SASRec", dataset="ml-100k", config_dict=args)
