@@ -55,7 +55,7 @@ from benchmarks.common import DOCS, claims_table, command, default_data_dir, mac
 from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, TrainingDiverged, WorkdirConflict  # noqa: E402
 
 JAXREC_ERRORS = (WorkdirConflict, CheckpointDamaged, ConfigError, DataError, TrainingDiverged)
-CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text")
+CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text", "semantic IDs")
 
 
 class Handled(str):
@@ -813,6 +813,47 @@ def _context(ctx):
     p = ctx.path("short.txt")
     p.write_text("\n\n".join(f"doc {i}" for i in range(5)))
     return load_text(corpus="file", path=str(p), vocab_size=300, context=64)
+
+
+def _sid_vectors(n: int = 40, d: int = 4) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, d)).astype(np.float32) + 0.01
+
+
+def _sid(x, **kw):
+    from jaxrec.pretrain.semantic_ids import semantic_ids
+
+    return semantic_ids(x, **kw)
+
+
+case("semantic IDs", "K^L = 2^3 < 40 items without the unique level (codes cannot be unique)")(
+    lambda ctx: _sid(_sid_vectors(), num_levels=3, codebook_size=2, unique=False))
+
+
+@case("semantic IDs", "an item vector with NaN (row 5)")
+def _sid_nan(ctx):
+    x = _sid_vectors()
+    x[5, 2] = np.nan
+    return _sid(x, num_levels=2, codebook_size=4)
+
+
+@case("semantic IDs", "an item with no features (all-zero vector, row 3)")
+def _sid_zero(ctx):
+    x = _sid_vectors()
+    x[3] = 0.0
+    return _sid(x, num_levels=2, codebook_size=4)
+
+
+@case("semantic IDs", "an item with no features (empty text, row 1)")
+def _sid_empty_text(ctx):
+    from jaxrec.pretrain.semantic_ids import item_vectors
+
+    return item_vectors("text", texts=["Toy Story. Year: 1995.", " ", "GoldenEye."])
+
+
+case("semantic IDs", "codebook_size K=1")(lambda ctx: _sid(_sid_vectors(), num_levels=3, codebook_size=1))
+case("semantic IDs", "num_levels L=0")(lambda ctx: _sid(_sid_vectors(), num_levels=0, codebook_size=4))
+case("semantic IDs", "more codes than items at a level (K=64 > 40 items)")(
+    lambda ctx: _sid(_sid_vectors(), num_levels=2, codebook_size=64))
 
 
 # ----------------------------------------------------------------------------- running

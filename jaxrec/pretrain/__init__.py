@@ -5,6 +5,8 @@ them in order: data -> cross features -> the model's pre-trained constants -> mo
   cross_features    PCF-GNN (and the explicit statistics baseline): pre-trained cross-feature
                     scores added to the dataset as numeric fields (`config.cross_features`).
   content_encoder   MIM's content encoder (modal alignment + C-SFT): CiUBM's frozen `content`.
+  semantic_ids      item semantic IDs (RQ-KMeans / RQ-VAE + a unique level): codes that a
+                    generative recommender reads as its item tokens.
 
 This package sits between `train` and `models` (it may use models, layers and data; models
 never import it).

@@ -21,7 +21,12 @@ def batch(n=6, seed=0):
     return b
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODELS if "history" not in model_options(n)))
+# Models over feature fields (the text models, which declare no embedding layers, read token windows:
+# tests/test_transformer.py).
+FIELD_MODELS = sorted(n for n in MODELS if getattr(MODELS[n], "EMBEDDING_LAYERS", None) is not None)
+
+
+@pytest.mark.parametrize("name", [n for n in FIELD_MODELS if "history" not in model_options(n)])
 def test_every_model_maps_a_batch_to_logits(name):
     """(Behaviour models need a history: tests/models/test_behaviour_models.py and test_zoo_configs.py.)"""
     m = build_model(name, FEATURES)
