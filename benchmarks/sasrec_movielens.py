@@ -55,7 +55,7 @@ RECBOLE_SCRIPT = r'''
 import json, sys
 import numpy as np
 for name, alias in (("float", float), ("int", int), ("bool", bool), ("long", int), ("complex", complex),
-                    ("bool8", np.bool_), ("float_", np.float64), ("unicode_", np.str_)):
+                    ("bool8", np.bool_), ("float_", np.float64), ("unicode_", np.str_), ("complex_", np.complex128)):
     if not hasattr(np, name):
         setattr(np, name, alias)  # RecBole 1.2.1 uses aliases NumPy 2 removed (checked: it imports with these)
 from recbole.quick_start import run_recbole
