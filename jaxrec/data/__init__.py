@@ -8,6 +8,7 @@ from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.data.features import Categorical, Numeric, Sequence
 from jaxrec.data.movielens import load_movielens_100k
 from jaxrec.data.multitask import load_synthetic_multitask
+from jaxrec.data.sequential import load_sequential
 from jaxrec.data.synthetic import SyntheticSpec, load_synthetic
 from jaxrec.data.tabular import load_tabular
 from jaxrec.data.text import load_text
@@ -19,8 +20,9 @@ DATASETS = {
     "synthetic": load_synthetic,
     "synthetic_multitask": load_synthetic_multitask,
     "text": load_text,
+    "sequential": load_sequential,
 }
 
 __all__ = ["DATASETS", "LABELS", "Dataset", "Categorical", "Numeric", "Sequence",
-           "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_synthetic",
+           "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_sequential", "load_synthetic",
            "load_synthetic_multitask", "load_tabular", "load_text"]

@@ -5,6 +5,11 @@ area under the ROC curve with ties counted as half). GAUC (Zhou et al., DIN, KDD
 the impression-weighted mean of per-group AUCs over groups that have both classes.
 Logloss is computed from logits (stable for confident predictions). PR-AUC is average
 precision (the step-wise area under the precision-recall curve).
+
+Next-item ranking (HR@K, NDCG@K, MRR over a full ranking of the catalogue) is at the end of this
+module; ties there are pessimistic (RecBole reads `torch.topk`'s order, arbitrary among exactly
+equal floats: with a trained model's scores ties are rare and the two agree; a popularity
+scorer's many ties are where they differ).
 """
 
 from __future__ import annotations
@@ -87,4 +92,39 @@ def binary_metrics(labels: np.ndarray, logits: np.ndarray, groups: np.ndarray | 
     }
     if groups is not None:
         out["gauc"] = gauc(labels, logits, groups)
+    return out
+
+
+# Full-ranking metrics of next-item recommendation (one target per row, ranked among all items).
+#
+# rank = 1 + #{j != target : s_j >= s_target} over the N real items (id 0, padding, excluded):
+# ties are counted pessimistically (the target after every item scoring as high), so a constant
+# scorer gets rank N, not 1. Items of the user's own history are ranked like any other (RecBole's
+# default for sequential models, whose full-sort evaluation masks no history).
+#   HR@K   = mean_r [rank_r <= K]
+#   NDCG@K = mean_r [rank_r <= K] / log2(rank_r + 1)      (one relevant item: IDCG = 1)
+#   MRR    = mean_r 1 / rank_r
+HR_KS, NDCG_KS = (1, 5, 10), (5, 10)
+RANKING_METRICS = tuple(f"hr@{k}" for k in HR_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS) + ("mrr",)
+
+
+def target_rank(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """1-based pessimistic rank `[B]` of `target [B]` (ids in 1..N) among the scores `[B, N + 1]`
+    of ids 0..N, column 0 (padding) ignored (the definition above; a host-side reference of
+    `jaxrec.train.tasks.NextItemTask.eval_outputs`)."""
+    s = np.asarray(scores, np.float64)[:, 1:]
+    t = np.asarray(target).reshape(-1) - 1
+    st = s[np.arange(len(t)), t]
+    return (s >= st[:, None]).sum(axis=1).astype(np.int64)  # counts the target itself: 1 + the others
+
+
+def ranking_metrics(ranks: np.ndarray, hr_ks=HR_KS, ndcg_ks=NDCG_KS) -> dict[str, float]:
+    """`{'hr@K', 'ndcg@K', 'mrr', 'count'}` of 1-based target ranks `[N]` (definitions above)."""
+    r = np.asarray(ranks, np.float64).reshape(-1)
+    if len(r) and r.min() < 1:
+        raise ValueError(f"ranks are 1-based; got {r.min():g}")
+    out = {f"hr@{k}": float(np.mean(r <= k)) for k in hr_ks}
+    out.update({f"ndcg@{k}": float(np.mean(np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0))) for k in ndcg_ks})
+    out["mrr"] = float(np.mean(1.0 / r))
+    out["count"] = int(len(r))
     return out

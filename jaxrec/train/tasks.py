@@ -17,17 +17,25 @@ bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
              -1/(B T) sum_{b,t} log softmax(z_{b,t})[y_{b,t}]; metrics `nll` (nats per token),
              `perplexity` = exp(nll), `bits_per_byte` = sum(-log p) / (ln 2 * bytes of the targets)
              (with the dataset's `token_bytes`), `count` (target tokens).
+  next_item  labels `[N]` int32 item ids in 1..V-1 (`jaxrec.data.sequential`; id 0 padding),
+             outputs scores `[B, V]` over every item id (column 0 ignored); loss the softmax
+             cross-entropy over all items of the target, -1/B sum_b log softmax(z_b[1:])[y_b - 1]
+             (RecBole's SASRec 'CE': one target per prefix example, the last position);
+             metrics HR@{1,5,10}, NDCG@{5,10}, MRR of the target's full-catalogue rank
+             (`jaxrec.train.metrics.ranking_metrics`: ties pessimistic, the user's history not
+             excluded, as RecBole); early stopping usually on `ndcg@10`.
 
 Prediction hook: a task may define `eval_outputs(outputs, batch) -> [B, ...]`, applied to the
 model's outputs inside the jitted predict (`jaxrec.train.state.make_predict`), so what comes back
 to the host per row is what `metrics` reads: 'lm' keeps log p(target) `[B, T]` instead of the
-logits `[B, T, V]`, which a whole split could not hold. Without it the outputs come back as they are.
+logits `[B, T, V]`, which a whole split could not hold; 'next_item' keeps the target's rank `[B]`
+(read from `batch['target']`), not the scores `[B, V]`. Without it the outputs come back as they are.
 
 The third task, 'delayed_feedback' (the DEFUSE streaming protocol over a conversion log), is a
 schedule of its own (`jaxrec.train.delayed_feedback.StreamRun`) that shares the workdir, checkpoints
 and resume, progress bar and TensorBoard of the loop.
 
-Config: `task.name` ('binary' | 'multitask' | 'lm' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
+Config: `task.name` ('binary' | 'multitask' | 'lm' | 'next_item' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
 dataset's label names) and `task.kinds` ('binary' | 'regression' per task; default: 'binary'
 for a column whose train labels are all 0 or 1, else 'regression'). Early stopping names a
 metric of the task, e.g. `early_stopping.metric='like/auc'`.
@@ -55,11 +63,13 @@ from jaxrec.train import metrics as metrics_lib
 from jaxrec.train.delayed_feedback import STREAM_DEFAULTS
 
 # Each task's `task.*` keys and their defaults (besides `name`).
-TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS, "lm": {}}
+TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS, "lm": {},
+                "next_item": {}}
 
 # Metrics early stopping can follow and the direction each improves in.
 METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min",
-                "perplexity": "min", "nll": "min", "bits_per_byte": "min"}
+                "perplexity": "min", "nll": "min", "bits_per_byte": "min",
+                **{m: "max" for m in metrics_lib.RANKING_METRICS}}
 BINARY_METRICS = ("auc", "gauc", "logloss")
 TASK_KINDS = ("binary", "regression")
 COMBINERS = tuple(mt.COMBINERS)
@@ -202,7 +212,56 @@ class LMTask:
         _valid_labels(dataset)
 
 
-Task = BinaryTask | MultiTask | LMTask
+@dataclasses.dataclass(frozen=True)
+class NextItemTask:
+    """Next-item prediction over all items: scores `[B, V]`, targets `[B]` (module docstring)."""
+
+    target_field: str = "target"
+    name: str = "next_item"
+    combine: Callable | None = None
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return metrics_lib.RANKING_METRICS
+
+    @staticmethod
+    def _items(outputs: jax.Array) -> jax.Array:
+        return outputs[:, 1:].astype(jnp.float32)  # column 0 is padding: never a target, never ranked
+
+    def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        """Mean softmax cross-entropy of scores `[B, V]` over items 1..V-1 against ids `[B]`."""
+        return optax.softmax_cross_entropy_with_integer_labels(self._items(outputs), labels.astype(jnp.int32) - 1).mean()
+
+    def eval_outputs(self, outputs: jax.Array, batch) -> jax.Array:
+        """The target's 1-based pessimistic rank `[B]` int32 among items 1..V-1 of scores `[B, V]`
+        (`jaxrec.train.metrics.target_rank`, computed on the device)."""
+        s = self._items(outputs)
+        t = batch[self.target_field].astype(jnp.int32) - 1
+        st = jnp.take_along_axis(s, t[:, None], axis=1)
+        return jnp.sum(s >= st, axis=1).astype(jnp.int32)
+
+    def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
+        """HR@K, NDCG@K, MRR, count of the ranks `[N]` (`jaxrec.train.metrics.ranking_metrics`)."""
+        return metrics_lib.ranking_metrics(outputs)
+
+    def check(self, dataset: Dataset, metric: str) -> None:
+        """Labels are int item ids `[N]` >= 1 equal to the `target` column of every split; a valid split."""
+        for split, cols in dataset.splits.items():
+            labels, target = np.asarray(cols[LABELS]), cols.get(self.target_field)
+            if labels.ndim != 1 or labels.dtype.kind not in "iu" or target is None or not np.array_equal(labels, target):
+                raise ConfigError(f"task.name='next_item' reads int item ids labels [N] equal to a '{self.target_field}' input "
+                                  f"(dataset.name='sequential'); dataset {dataset.name!r} has labels {labels.dtype} "
+                                  f"{labels.shape} in its {split} split{'' if target is not None else ' and no target column'}")
+            if len(labels) and labels.min() < 1:
+                raise DataError(f"task.name='next_item': the {split} split of {dataset.name!r} has target id "
+                                f"{labels.min()} (item ids start at 1; 0 is padding)")
+        if self.target_field not in dataset.inputs:
+            raise ConfigError(f"task.name='next_item': dataset {dataset.name!r} does not pass '{self.target_field}' to the "
+                              f"model batch (Dataset.inputs), which the ranking hook reads")
+        _valid_labels(dataset)
+
+
+Task = BinaryTask | MultiTask | LMTask | NextItemTask
 
 
 def _valid_labels(dataset: Dataset) -> np.ndarray:
@@ -251,9 +310,11 @@ def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
             raise ConfigError(f"model.vocab_size={model_vocab} is smaller than the tokenizer's {vocab} ids "
                               f"(dataset {dataset.name!r}): token ids >= {model_vocab} have no embedding row; set "
                               f"model.vocab_size >= {vocab}")
+    elif t.name == "next_item":
+        task = NextItemTask()
     else:
         raise ConfigError(f"task.name={t.name!r}: the streaming protocol trains through train.py (loop.train_and_evaluate), "
-                          f"not an experiment; expected 'binary', 'multitask' or 'lm' here")
+                          f"not an experiment; expected 'binary', 'multitask', 'lm' or 'next_item' here")
     check_metric(task, metric, str(config.early_stopping.mode))
     task.check(dataset, metric)
     return task
