@@ -105,6 +105,7 @@ TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attenti
 def _tiny_folder(tmp_path: Path, drop: str | None = None, reshape: str | None = None, extra: bool = False) -> Path:
     from safetensors.numpy import save_file
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     tensors = {s.hf_name: rng.normal(size=s.hf_shape).astype(np.float32) for s in bert_tensor_map(TINY)}
     if drop:
@@ -148,7 +149,11 @@ def test_misshaped_tensor_is_a_clear_error(tmp_path):
 
 def test_extra_tensors_are_listed_in_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"1 tensor\(s\) not used by the BERT encoder: cls\.predictions\.bias"):
-        load_bert_params(_tiny_folder(tmp_path, extra=True))
+        params = load_bert_params(_tiny_folder(tmp_path / "extra", extra=True))
+    plain = load_bert_params(_tiny_folder(tmp_path / "plain"))  # the extra tensor changes nothing that loads
+    assert jax.tree.structure(params) == jax.tree.structure(plain)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(plain)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_missing_model_says_how_to_get_it(tmp_path, monkeypatch):
