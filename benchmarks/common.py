@@ -82,6 +82,17 @@ def mean_std(xs) -> tuple[float, float]:
     return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
 
 
+def timed(f) -> float:
+    """Seconds one call of `f()` takes, its (JAX) result ready."""
+    import time
+
+    import jax
+
+    tic = time.perf_counter()
+    jax.block_until_ready(f())
+    return time.perf_counter() - tic
+
+
 def write_json(name: str, payload: dict) -> Path:
     """`benchmarks/results/<name>.json`, with this process's test-read ledger (`test_reads`) added."""
     RESULTS.mkdir(parents=True, exist_ok=True)

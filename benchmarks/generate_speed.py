@@ -32,7 +32,6 @@ split is involved (random weights, random prompts), so the test-read protocol ha
 from __future__ import annotations
 
 import argparse
-import time
 
 import flax.linen as nn
 import jax
@@ -44,12 +43,6 @@ from jaxrec.generate import HashSetConstraint, beam_search, generate
 from jaxrec.models.text.gpt import GPT
 
 TARGET = 5.0
-
-
-def timed(f) -> float:
-    t = time.perf_counter()
-    jax.block_until_ready(f())
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -71,13 +64,13 @@ def main() -> None:
     p_len = max(map(len, prompts))
     runs = {"cached": lambda: generate(model, variables, prompts, n).tokens,
             "recompute": lambda: generate(model, variables, prompts, n, recompute=True).tokens}
-    compile_s = {k: timed(f) for k, f in runs.items()}
+    compile_s = {k: common.timed(f) for k, f in runs.items()}
     same = bool(np.array_equal(runs["cached"](), runs["recompute"]()))
     print(f"compile + first call (s): {compile_s}; same tokens: {same}", flush=True)
     secs = {k: [] for k in runs}
     for r in range(args.repeats):
         for k, f in runs.items():
-            secs[k].append(timed(f))
+            secs[k].append(common.timed(f))
         print(f"repeat {r}: cached {secs['cached'][-1]:.3f} s, recompute {secs['recompute'][-1]:.3f} s, "
               f"speed-up {secs['recompute'][-1] / secs['cached'][-1]:.1f}x", flush=True)
     ratios = [b / a for a, b in zip(secs["cached"], secs["recompute"])]
@@ -87,8 +80,8 @@ def main() -> None:
     beam = {}
     w, bn = 4, 64
     f = lambda: beam_search(model, variables, prompts, bn, w).sequences
-    timed(f)
-    t = [timed(f) for _ in range(args.beam_repeats)]
+    common.timed(f)
+    t = [common.timed(f) for _ in range(args.beam_repeats)]
     beam["free"] = {"beam_width": w, "new_tokens": bn, "batch": args.batch, "seconds": t,
                     "hypothesis_tokens_per_s": args.batch * w * bn / float(np.median(t))}
     k, levels, items, w_sid = 256, 3, 10_000, 64
@@ -101,7 +94,7 @@ def main() -> None:
     out = g()
     valid_set = {tuple(c) for c in (codes + 2 + k * np.arange(levels)).tolist()}
     all_valid = all(tuple(s) in valid_set for s in np.asarray(out.sequences).reshape(-1, levels).tolist())
-    t = [timed(g) for _ in range(args.beam_repeats)]
+    t = [common.timed(g) for _ in range(args.beam_repeats)]
     beam["semantic_ids"] = {"beam_width": w_sid, "levels": levels, "codebook": k, "valid_items": len(codes),
                             "history_items": 20, "batch": args.batch, "seconds": t, "all_outputs_valid": all_valid,
                             "ms_per_batch": 1000 * float(np.median(t))}

@@ -34,7 +34,6 @@ Writes benchmarks/results/nezha_latency.json and docs/results/nezha_latency.md.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +44,6 @@ from jaxrec.generate.nezha import nezha_beam_search, sid_verifier, tiger_beam_se
 from jaxrec.models.generative import SIDVocab, make_nezha, make_tiger
 
 TARGET = 5.0
-
-
-def timed(f) -> float:
-    t = time.perf_counter()
-    jax.block_until_ready(f())
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -85,11 +78,11 @@ def main() -> None:
         for w in beams:
             run_t = lambda: tiger_beam_search(tiger, tv, prompts, vocab, w, verifier).codes
             run_n = lambda: nezha_beam_search(nezha, nv, prompts, verifier, w).codes
-            compile_t, compile_n = timed(run_t), timed(run_n)
+            compile_t, compile_n = common.timed(run_t), common.timed(run_n)
             t_times, n_times = [], []
             for _ in range(a.repeats):
-                t_times.append(timed(run_t) / batch)
-                n_times.append(timed(run_n) / batch)
+                t_times.append(common.timed(run_t) / batch)
+                n_times.append(common.timed(run_n) / batch)
             ratios = [t / n for t, n in zip(t_times, n_times)]
             row = dict(batch=batch, beam=w, tiger_ms=1e3 * float(np.median(t_times)),
                        nezha_ms=1e3 * float(np.median(n_times)), ratios=ratios, speedup=float(np.median(ratios)),
