@@ -856,6 +856,29 @@ case("semantic IDs", "more codes than items at a level (K=64 > 40 items)")(
     lambda ctx: _sid(_sid_vectors(), num_levels=2, codebook_size=64))
 
 
+def _sid_codes_file(ctx, name: str, edit: Callable[[np.ndarray], np.ndarray]):
+    """The generative models' pre-training stage over a codes file (model.sid_path) edited by `edit`."""
+    from jaxrec.data.sequential import load_sequential
+    from jaxrec.pretrain.semantic_ids import sid_constants
+
+    data = load_sequential(data_dir=str(ctx.ml100k), max_history=5, max_users=30)
+    n = data.fitted.extra["num_items"]
+    codes = np.stack([np.arange(n) % 7, np.arange(n) // 7], 1)
+    p = ctx.path(name + ".npy")
+    np.save(p, edit(codes))
+    return sid_constants(data, {"sid_source": "file", "sid_path": str(p)})
+
+
+case("semantic IDs", "codes file: two items share a code (model.sid_path)", "data")(
+    lambda ctx: _sid_codes_file(ctx, "dup", lambda c: np.concatenate([c[:1], c[:-1]])))
+case("semantic IDs", "codes file: one row short of the catalogue", "data")(
+    lambda ctx: _sid_codes_file(ctx, "short", lambda c: c[:-1]))
+case("semantic IDs", "codes file: float codes", "data")(
+    lambda ctx: _sid_codes_file(ctx, "float", lambda c: c.astype(np.float32)))
+case("semantic IDs", "codes file: a negative code", "data")(
+    lambda ctx: _sid_codes_file(ctx, "neg", lambda c: c - (np.arange(len(c)) == 4)[:, None]))
+
+
 # ----------------------------------------------------------------------------- running
 
 def _short(text: str, n: int = 160) -> str:

@@ -157,6 +157,7 @@ RULES = {
     "every_seed": "every seed's paired difference is on the claimed side",
     "paired_t": "one-sided paired t-test over seeds (or repeats), p < 0.05",
     "every_repeat": "every repeat's ratio, measured in the same run, is on the claimed side",
+    "mean": "the mean over seeds of the paired difference is on the claimed side",
 }
 _TEST_READS: list[dict] = []
 _RUNS_DIR: list[Path] = []
@@ -260,6 +261,8 @@ def verdict(ours, reference, rule: str, side: str = "greater", margin: float = 0
         if rule == "paired_t":
             raise ValueError("side='within' needs rule 'every_seed' or 'every_repeat'")
         holds = bool(np.all(np.abs(d) <= margin))
+    elif rule == "mean":
+        holds = bool(d.mean() >= margin) if side == "greater" else bool(d.mean() <= -margin)
     elif rule == "paired_t":
         from scipy import stats
 

@@ -170,11 +170,12 @@ def load_sequential(source: str = "movielens", path: str | None = None, data_dir
         if path:
             raise ConfigError("dataset.path is the interactions file of dataset.source='file'; MovieLens is read "
                               "from dataset.data_dir")
-        from jaxrec.data.movielens import read_raw
+        from jaxrec.data.movielens import find_data_dir, read_raw
 
         raw = read_raw(data_dir, verify=verify)
         users, items, times = raw["user_id"], raw["item_id"], raw["timestamp"]
         where = "MovieLens-100K u.data"
+        data_dir = str(find_data_dir(data_dir))  # kept in the fitted state: item side data (titles) live there
     else:
         if not path:
             raise ConfigError("dataset.source='file' needs dataset.path (a CSV or Parquet file of user, item, timestamp)")
@@ -192,7 +193,7 @@ def load_sequential(source: str = "movielens", path: str | None = None, data_dir
         raise DataError(f"{where}: its items ({len(item_raw):,}) are not those of the fitted state "
                         f"({fitted.extra.get('num_items')} items, fitted on {fitted.extra.get('source')}): item ids would differ")
     spec = Sequence(HISTORY, max_len=int(max_history), encoding="identity", combiner=None, vocab_size=len(item_raw) + 1)
-    extra = {"source": where, "num_items": len(item_raw), "num_users": len(user_raw), "dropped_users": dropped,
+    extra = {"source": where, **({"data_dir": data_dir} if source == "movielens" else {}), "num_items": len(item_raw), "num_users": len(user_raw), "dropped_users": dropped,
              "items_sha256": digest, "items": [str(x) for x in raw_items]}
     return Dataset(name=f"sequential/{source}", features=(spec,), splits=splits, inputs=(TARGET,),
                    side={ITEM_COUNT: counts}, fitted=Fitted((spec,), {}, extra), label_names=(TARGET,))

@@ -35,9 +35,10 @@ import numpy as np
 
 from jaxrec.errors import DataError
 from jaxrec.generate.constraints import NEG_INF, DecodeState, HashSetConstraint
-from jaxrec.generate.decode import beam_search
+from jaxrec.generate.decode import _beam_search, beam_search
 from jaxrec.models.generative.nezha import NEZHA
-from jaxrec.models.generative.sid import SIDVocab
+from jaxrec.models.generative.recommender import SIDRecommender, wrapped_net
+from jaxrec.models.generative.sid import PAD, SIDVocab
 from jaxrec.models.generative.tiger import TIGER
 
 
@@ -87,6 +88,10 @@ def tiger_beam_search(model: TIGER, variables: dict, prompts: np.ndarray, vocab:
     prompts = _prompts(prompts, model.vocab_size)
     beams = beam_search(model, variables, prompts, vocab.num_levels, beam_width, pad_id=vocab.pad_id,
                         logits_processor=constraint)
+    return _as_codes(beams, vocab)
+
+
+def _as_codes(beams, vocab: SIDVocab) -> SIDBeams:
     filler = beams.scores == NEG_INF
     codes = beams.sequences - jnp.asarray(vocab.offsets, jnp.int32)
     return SIDBeams(jnp.where(filler[..., None], -1, codes), beams.scores)
@@ -137,3 +142,30 @@ def nezha_beam_search(model: NEZHA, variables: dict, prompts: np.ndarray, verifi
                          f"the model has codebook_sizes={tuple(model.codebook_sizes)}")
     return _nezha_search(model, variables, jnp.asarray(prompts), code_verifier(verifier), beam_width=int(beam_width),
                          top_k=k)
+
+
+def recommend(model: SIDRecommender, variables: dict, batch, beam_width: int, top_k: int | None = None) -> SIDBeams:
+    """The next item's SID for every row of a next-item batch (`jaxrec.data.sequential`), by the
+    registry model's own decoding: 'tiger' constrained beam search over the KV cache, 'nezha' one
+    backbone pass + the head's beam search, both with the hash-set verifier over the catalogue
+    (`model.item_codes` without row 0, padding). Traceable (prompts built on the device), so it runs
+    inside the trainer's jitted predict. `variables` are the registry model's; -> `SIDBeams [B, W, L]`."""
+    prompts = model.apply(variables, batch, method=SIDRecommender.prompts)
+    net, net_vars = wrapped_net(model), {"params": variables["params"]["net"]}
+    verifier = sid_verifier(model.vocab, np.asarray(model.item_codes.value)[1:])
+    if isinstance(net, NEZHA):
+        k = max(net.codebook_sizes) if top_k is None else int(top_k)
+        return _nezha_search(net, net_vars, prompts, code_verifier(verifier), beam_width=int(beam_width), top_k=k)
+    beams = _beam_search(net, net_vars, prompts, prompts != PAD, jnp.float32(0.0), verifier,
+                         max_new_tokens=model.vocab.num_levels, beam_width=int(beam_width), eos_id=None, pad_id=PAD)
+    return _as_codes(beams, model.vocab)
+
+
+MISS = 2 ** 30  # the rank of a target no beam holds: contributes 0 to HR@K / NDCG@K (K <= W) and ~0 to MRR
+
+
+def target_rank(beams: SIDBeams, target_codes: jax.Array) -> jax.Array:
+    """1-based rank `[B]` int32 of the target item among the beams (best first), `MISS` if absent;
+    `target_codes [B, L]`. Codes are unique per item (the unique level), so this is the item's rank."""
+    hit = jnp.all(beams.codes == target_codes[:, None, :], axis=-1)                    # [B, W]
+    return jnp.where(hit.any(axis=1), jnp.argmax(hit, axis=1) + 1, MISS).astype(jnp.int32)

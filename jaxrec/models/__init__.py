@@ -36,13 +36,14 @@ from jaxrec.models.ctr.gin import GIN
 from jaxrec.models.ctr.lr import LR
 from jaxrec.models.ctr.mim import CiUBM
 from jaxrec.models.ctr.multi_head import MultiHeadDNN
+from jaxrec.models.generative import NEZHARecommender, TIGERRecommender
 from jaxrec.models.multitask import MULTITASK_MODELS, is_shared
 from jaxrec.models.seq import SASRec
 from jaxrec.models.text import GPT
 
 MODELS = {"lr": LR, "dnn": DNN, "deepfm": DeepFM, "dcnv2": DCNv2, "fat": FAT, "transformer": Transformer, "din": DIN,
           "apg_dnn": APGDNN, "apg_dcnv2": APGDCNv2, "fscd": FSCD, "gin": GIN, "ciubm": CiUBM, "gpt": GPT,
-          "sasrec": SASRec,
+          "sasrec": SASRec, "tiger": TIGERRecommender, "nezha": NEZHARecommender,
           **MULTITASK_MODELS}
 
 

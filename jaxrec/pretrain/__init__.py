@@ -17,9 +17,11 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from jaxrec.pretrain.content_encoder import content_vectors
+from jaxrec.pretrain.semantic_ids import sid_constants
 
 # model name -> (dataset, model options) -> {model field: constant}: the model's pre-trained constants.
-MODEL_CONSTANTS: dict[str, Callable[..., dict]] = {"ciubm": content_vectors}
+MODEL_CONSTANTS: dict[str, Callable[..., dict]] = {"ciubm": content_vectors, "tiger": sid_constants,
+                                                   "nezha": sid_constants}
 
 
 def model_constants(name: str, dataset, options: Mapping) -> dict:

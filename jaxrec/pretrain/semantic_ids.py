@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import re
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -54,6 +55,8 @@ import optax
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.generate.constraints import HashSetConstraint, TrieConstraint
 from jaxrec.nn import MLP
+
+log = logging.getLogger(__name__)
 
 # ---- input checks -------------------------------------------------------------------------------
 
@@ -571,6 +574,81 @@ def item_vectors(kind: str, *, texts: Sequence[str] | None = None, table: Any = 
     return blocks[0]
 
 
+# ---- the pre-training stage of the generative recommenders ('tiger', 'nezha') --------------------
+
+
+def sid_constants(dataset, options: Mapping) -> dict:
+    """The registry models' constants `{'item_codes': Frozen [N + 1, L], 'codebook_sizes': (K_1..K_L)}`
+    for the items of a next-item dataset (`jaxrec.data.sequential`; row i = item id i, row 0 the
+    padding id, all zeros, never generated), from the model's `sid_*` keys (`options`, defaults of
+    `jaxrec.models.generative.SIDRecommender`):
+
+      sid_source 'text'  MiniLM vectors of each item's "title. Genres: .. Year: .." (MovieLens-100K's
+                         u.item, read from the dataset's data_dir) -> `semantic_ids(sid_levels,
+                         sid_codebook_size, sid_method, sid_balanced, unique level, sid_seed)`
+      sid_source 'file'  `sid_path`: a .npy of int codes `[N, L]`, row i = item id i + 1 (the
+                         dataset's item order, `Dataset.fitted.extra['items']`), each item's codes unique
+
+    Deterministic for a given config (seeded k-means, the frozen encoder), so a resumed run
+    rebuilds the same codes. Errors name the key and the file."""
+    import dataclasses as dc
+
+    if "item_codes" in options:  # given (e.g. by a test or a notebook): nothing to pre-train
+        return {}
+    from jaxrec.models.frozen import Frozen
+    from jaxrec.models.generative import SIDRecommender
+
+    o = {f.name: f.default for f in dc.fields(SIDRecommender) if f.name.startswith("sid_")}
+    o.update({k: v for k, v in options.items() if k.startswith("sid_")})
+    extra = dataset.fitted.extra if dataset.fitted is not None else {}
+    if "items" not in extra:
+        raise ConfigError(f"models 'tiger' / 'nezha' read a next-item dataset (dataset.name='sequential'); "
+                          f"{dataset.name!r} has no item list")
+    raw = list(extra["items"])
+    if o["sid_source"] == "text":
+        if "data_dir" not in extra:
+            raise ConfigError(f"model.sid_source='text' embeds MovieLens item texts (dataset.source='movielens'); "
+                              f"for {extra.get('source')} give model.sid_source='file' and model.sid_path=<codes .npy>")
+        texts = movielens_item_texts(extra["data_dir"])
+        try:
+            texts = [texts[int(r) - 1] for r in raw]
+        except (ValueError, IndexError):
+            raise DataError(f"{extra['data_dir']}/u.item: the dataset's item ids are not MovieLens item ids 1..{len(texts)}")
+        log.info("semantic IDs: encoding %d item texts (all-MiniLM-L6-v2)", len(texts))
+        sids = semantic_ids(item_vectors("text", texts=texts), int(o["sid_levels"]), int(o["sid_codebook_size"]),
+                            method=str(o["sid_method"]), balanced=bool(o["sid_balanced"]), unique=True,
+                            seed=int(o["sid_seed"]))
+        stats = {k: v for k, v in sids.stats.items() if k in ("collision_rate", "recon_rel_mse", "unique_level_size", "usage")}
+        log.info("semantic IDs: codebook sizes %s, %s", sids.codebook_sizes, stats)
+        codes, sizes = sids.codes, sids.codebook_sizes
+    elif o["sid_source"] == "file":
+        codes, sizes = _codes_file(str(o["sid_path"]), len(raw))
+    else:
+        raise ConfigError(f"model.sid_source={o['sid_source']!r}: expected 'text' or 'file'")
+    table = np.concatenate([np.zeros((1, codes.shape[1]), np.int32), codes.astype(np.int32)])
+    return {"item_codes": Frozen(table), "codebook_sizes": tuple(int(k) for k in sizes)}
+
+
+def _codes_file(path: str, num_items: int) -> tuple[np.ndarray, tuple]:
+    """Codes `[N, L]` of a .npy file (model.sid_path), checked: N rows, non-negative ints, unique rows."""
+    if not path:
+        raise ConfigError("model.sid_source='file' needs model.sid_path (a .npy of item codes [num_items, L])")
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"model.sid_path={path}: cannot read a .npy array ({e})") from None
+    if codes.ndim != 2 or codes.shape[0] != num_items or not np.issubdtype(codes.dtype, np.integer):
+        raise DataError(f"model.sid_path={path}: expected integer codes [{num_items} items, L], got {codes.dtype} {codes.shape}")
+    if codes.size and codes.min() < 0:
+        raise DataError(f"model.sid_path={path}: row {int(np.argwhere(codes < 0)[0, 0])} has a negative code")
+    _, first, counts = np.unique(codes, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        rows = np.flatnonzero((codes == codes[first[np.argmax(counts > 1)]]).all(1))
+        raise DataError(f"model.sid_path={path}: rows {rows[:5].tolist()} share the code {codes[rows[0]].tolist()}: "
+                        f"a semantic ID must name one item (add a unique level, `add_unique_level`)")
+    return codes, tuple(int(k) + 1 for k in codes.max(0))
+
+
 __all__ = ["SemanticIDs", "RQVAE", "RQVAEOptions", "semantic_ids", "rq_kmeans", "rq_vae", "kmeans", "kmeans_pp_init",
            "lloyd", "balanced_assign", "residual_quantise", "add_unique_level", "collision_rate", "code_usage",
-           "check_item_vectors", "movielens_item_texts", "item_vectors"]
+           "check_item_vectors", "movielens_item_texts", "item_vectors", "sid_constants"]

@@ -26,12 +26,12 @@ from jaxrec import pretrain
 from jaxrec.data import batching
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.distributed import runtime
-from jaxrec.mesh import make_mesh
 from jaxrec.distributed.sharded_embeddings import ShardedEmbeddings
 from jaxrec.embedding import EmbeddingPlan, embedding_plan
-from jaxrec.embedding.plan import make_plan
 from jaxrec.embedding.amtl import add_frequency_columns, learned_dims
+from jaxrec.embedding.plan import make_plan
 from jaxrec.errors import ConfigError, DataError
+from jaxrec.mesh import make_mesh
 from jaxrec.pretrain.cross_features import CrossOptions, add_cross_features
 from jaxrec.train import config as config_lib
 from jaxrec.train import state as state_lib
@@ -115,7 +115,8 @@ def build(config: ml_collections.ConfigDict, dataset: Dataset | None = None) -> 
         config=config, dataset=dataset, task=task, model=model, optimizers=optimizers, steps_per_epoch=spe,
         steps_per_call=steps_per_call(t, spe),
         train_steps=jax.jit(state_lib.make_train_steps(step), donate_argnums=0),
-        predict=jax.jit(state_lib.make_predict(model, sharding, getattr(task, "eval_outputs", None))),
+        predict=jax.jit(state_lib.make_predict(model, sharding, getattr(task, "eval_outputs", None),
+                                               getattr(task, "eval_forward", None))),
         layouts=layouts, sharding=sharding, amtl=amtl, plan=plan,
     )
 
@@ -159,7 +160,8 @@ def build_model(config: ml_collections.ConfigDict, dataset: Dataset, task: tasks
     """`config.model` over the dataset's features and `config.tables`, with the constants a
     pre-training stage gives it (`jaxrec.pretrain.model_constants`) and, for a multi-task model,
     `num_tasks` from the task."""
-    from jaxrec.models import MODELS, build_model as registry_build
+    from jaxrec.models import MODELS
+    from jaxrec.models import build_model as registry_build
 
     name = config.model.name
     kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
@@ -173,6 +175,11 @@ def build_model(config: ml_collections.ConfigDict, dataset: Dataset, task: tasks
         kwargs["num_tasks"] = len(task.names)
     elif "num_tasks" in fields:
         raise ConfigError(f"model.name={name!r} is a multi-task model: set task.name='multitask' (and labels [N, T])")
+    generates = bool(getattr(MODELS[name], "GENERATES_SIDS", False))
+    if generates != isinstance(task, tasks_lib.GenerativeTask):
+        raise ConfigError(f"model.name={name!r} {'generates semantic IDs: it needs' if generates else 'scores items: it cannot use'} "
+                          f"task.name='generative' (task.name={task.name!r}; the generative models: "
+                          f"{sorted(n for n, m in MODELS.items() if getattr(m, 'GENERATES_SIDS', False))})")
     tables = config_lib.table_options(config, dataset.features)
     return registry_build(name, dataset.features, dataset=dataset, **kwargs, **({"tables": tables} if tables else {}))
 

@@ -31,10 +31,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-
-from jaxrec.data.dataset import LABELS
 from flax import traverse_util
 
+from jaxrec.data.dataset import LABELS
 from jaxrec.embedding import AUX_LOSSES, COUNTERS, EMBEDDING, dynamic_features, rowwise
 from jaxrec.embedding.plan import embedding_plan
 from jaxrec.embedding.sparse_optim import SparseGradientTransformation
@@ -245,10 +244,12 @@ def make_train_steps(train_step: Callable) -> Callable:
     return train_steps
 
 
-def make_predict(model: nn.Module, sharding=None, outputs: Callable | None = None) -> Callable:
+def make_predict(model: nn.Module, sharding=None, outputs: Callable | None = None,
+                 forward: Callable | None = None) -> Callable:
     """`(params, chunk [K, B, ...]) -> logits [K, B]`, the eval forward pass over a chunk; with
     `outputs(logits, batch)` (a task's `eval_outputs`, e.g. the LM's log p(target) `[B, T]` of
-    logits `[B, T, V]`) what it returns per batch instead."""
+    logits `[B, T, V]`) what it returns per batch instead; with `forward(model, variables, batch)`
+    (a task's `eval_forward`, e.g. the generative task's decoding) that in place of the forward."""
 
     vocabs_of = dynamic_features.vocab_tables(_features(model))
 
@@ -258,7 +259,9 @@ def make_predict(model: nn.Module, sharding=None, outputs: Callable | None = Non
     def predict(params, chunk: Batch):
         with _context(sharding):
             def one(b):
-                y = model.apply(variables(params), rows(params, b), train=False)
+                mapped = rows(params, b)
+                y = (model.apply(variables(params), mapped, train=False) if forward is None
+                     else forward(model, variables(params), mapped))
                 return y if outputs is None else outputs(y, b)
 
             return jax.lax.map(one, chunk)

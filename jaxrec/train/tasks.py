@@ -24,8 +24,18 @@ bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
              metrics HR@{1,5,10}, NDCG@{5,10}, MRR of the target's full-catalogue rank
              (`jaxrec.train.metrics.ranking_metrics`: ties pessimistic, the user's history not
              excluded, as RecBole); early stopping usually on `ndcg@10`.
+  generative the same data and metrics as 'next_item', for the generative recommenders ('tiger',
+             'nezha'): outputs `{'logits' [B, L, C], 'targets' [B, L]}` (the target item's
+             semantic-ID tokens or codes, `jaxrec.models.generative.recommender`); loss the sum over
+             the L levels of the cross-entropy, mean over the batch,
+             -1/B sum_b sum_i log softmax(z_{b,i})[t_{b,i}]. Evaluation DECODES: beam search of
+             width `task.beam_width` (constrained to real items; NEZHA: `task.top_k` codes per beam
+             and level, 0 = all) gives each row's ranked items (`jaxrec.generate.nezha.recommend`);
+             the target's rank is its beam position, a target outside the beams is a miss
+             (`MISS`: counts 0 in HR@K / NDCG@K, K <= W, and ~0 in MRR, which is thus MRR@W).
 
-Prediction hook: a task may define `eval_outputs(outputs, batch) -> [B, ...]`, applied to the
+Prediction hooks: a task may define `eval_forward(model, variables, batch) -> [B, ...]`, run in
+place of the model's forward in the jitted predict ('generative': the decoding), and `eval_outputs(outputs, batch) -> [B, ...]`, applied to the
 model's outputs inside the jitted predict (`jaxrec.train.state.make_predict`), so what comes back
 to the host per row is what `metrics` reads: 'lm' keeps log p(target) `[B, T]` instead of the
 logits `[B, T, V]`, which a whole split could not hold; 'next_item' keeps the target's rank `[B]`
@@ -35,7 +45,8 @@ The third task, 'delayed_feedback' (the DEFUSE streaming protocol over a convers
 schedule of its own (`jaxrec.train.delayed_feedback.StreamRun`) that shares the workdir, checkpoints
 and resume, progress bar and TensorBoard of the loop.
 
-Config: `task.name` ('binary' | 'multitask' | 'lm' | 'next_item' | 'delayed_feedback', keys in `TASK_OPTIONS`); for multi-task, `task.names` (default: the
+Config: `task.name` ('binary' | 'multitask' | 'lm' | 'next_item' | 'generative' | 'delayed_feedback', keys in
+`TASK_OPTIONS`); for multi-task, `task.names` (default: the
 dataset's label names) and `task.kinds` ('binary' | 'regression' per task; default: 'binary'
 for a column whose train labels are all 0 or 1, else 'regression'). Early stopping names a
 metric of the task, e.g. `early_stopping.metric='like/auc'`.
@@ -64,7 +75,7 @@ from jaxrec.train.delayed_feedback import STREAM_DEFAULTS
 
 # Each task's `task.*` keys and their defaults (besides `name`).
 TASK_OPTIONS = {"binary": {}, "multitask": {"names": (), "kinds": ()}, "delayed_feedback": STREAM_DEFAULTS, "lm": {},
-                "next_item": {}}
+                "next_item": {}, "generative": {"beam_width": 20, "top_k": 0}}
 
 # Metrics early stopping can follow and the direction each improves in.
 METRIC_MODES = {"auc": "max", "gauc": "max", "logloss": "min", "mse": "min",
@@ -249,19 +260,61 @@ class NextItemTask:
         for split, cols in dataset.splits.items():
             labels, target = np.asarray(cols[LABELS]), cols.get(self.target_field)
             if labels.ndim != 1 or labels.dtype.kind not in "iu" or target is None or not np.array_equal(labels, target):
-                raise ConfigError(f"task.name='next_item' reads int item ids labels [N] equal to a '{self.target_field}' input "
+                raise ConfigError(f"task.name={self.name!r} reads int item ids labels [N] equal to a '{self.target_field}' input "
                                   f"(dataset.name='sequential'); dataset {dataset.name!r} has labels {labels.dtype} "
                                   f"{labels.shape} in its {split} split{'' if target is not None else ' and no target column'}")
             if len(labels) and labels.min() < 1:
-                raise DataError(f"task.name='next_item': the {split} split of {dataset.name!r} has target id "
+                raise DataError(f"task.name={self.name!r}: the {split} split of {dataset.name!r} has target id "
                                 f"{labels.min()} (item ids start at 1; 0 is padding)")
         if self.target_field not in dataset.inputs:
-            raise ConfigError(f"task.name='next_item': dataset {dataset.name!r} does not pass '{self.target_field}' to the "
+            raise ConfigError(f"task.name={self.name!r}: dataset {dataset.name!r} does not pass '{self.target_field}' to the "
                               f"model batch (Dataset.inputs), which the ranking hook reads")
         _valid_labels(dataset)
 
 
-Task = BinaryTask | MultiTask | LMTask | NextItemTask
+@dataclasses.dataclass(frozen=True)
+class GenerativeTask:
+    """Next-item prediction by generating the item's semantic ID (module docstring, 'generative')."""
+
+    beam_width: int = 20
+    top_k: int = 0
+    name: str = "generative"
+    combine: Callable | None = None
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return metrics_lib.RANKING_METRICS
+
+    def loss(self, outputs: dict, labels: jax.Array) -> jax.Array:
+        """Mean over the batch of the summed per-level cross-entropy of `outputs['logits'] [B, L, C]`
+        at `outputs['targets'] [B, L]` (the model maps the target item ids `labels` to them)."""
+        logits = outputs["logits"].astype(jnp.float32)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, outputs["targets"]).sum(-1).mean()
+
+    def eval_forward(self, model, variables: dict, batch) -> jax.Array:
+        """The target's 1-based rank `[B]` int32 among the decoded beams (`generate.nezha.target_rank`)."""
+        from jaxrec.generate import nezha as decoding
+
+        beams = decoding.recommend(model, variables, batch, self.beam_width, self.top_k or None)
+        target = model.apply(variables, batch, method=type(model).target_codes)
+        return decoding.target_rank(beams, target)
+
+    def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
+        """HR@K, NDCG@K, MRR (@W), count of the ranks `[N]`."""
+        return metrics_lib.ranking_metrics(outputs)
+
+    def check(self, dataset: Dataset, metric: str) -> None:
+        """The next-item data of 'next_item'; a beam at least as wide as the largest K of the metrics."""
+        NextItemTask(name=self.name).check(dataset, metric)
+        widest = max(metrics_lib.HR_KS + metrics_lib.NDCG_KS)
+        if int(self.beam_width) < widest:
+            raise ConfigError(f"task.beam_width={self.beam_width}: the metrics rank up to K={widest} items, so the beam "
+                              f"must hold at least {widest}")
+        if int(self.top_k) < 0:
+            raise ConfigError(f"task.top_k={self.top_k} must be >= 0 (0 = every code)")
+
+
+Task = BinaryTask | MultiTask | LMTask | NextItemTask | GenerativeTask
 
 
 def _valid_labels(dataset: Dataset) -> np.ndarray:
@@ -312,9 +365,11 @@ def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
                               f"model.vocab_size >= {vocab}")
     elif t.name == "next_item":
         task = NextItemTask()
+    elif t.name == "generative":
+        task = GenerativeTask(int(t.get("beam_width", 20)), int(t.get("top_k", 0)))
     else:
         raise ConfigError(f"task.name={t.name!r}: the streaming protocol trains through train.py (loop.train_and_evaluate), "
-                          f"not an experiment; expected 'binary', 'multitask', 'lm' or 'next_item' here")
+                          f"not an experiment; expected 'binary', 'multitask', 'lm', 'next_item' or 'generative' here")
     check_metric(task, metric, str(config.early_stopping.mode))
     task.check(dataset, metric)
     return task

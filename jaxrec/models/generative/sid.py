@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.errors import DataError
@@ -107,3 +109,24 @@ class SIDVocab:
             seq = np.concatenate([[BOS], table[items[len(items) - min(len(items), max_history):]].reshape(-1)])
             out[b, width - len(seq):] = seq
         return out
+
+
+def sid_prompts(item_tokens: jax.Array, history: jax.Array, lengths: jax.Array) -> jax.Array:
+    """`SIDVocab.history` on the device, for right-padded histories (`jaxrec.data.sequential`).
+
+    Args:
+      item_tokens: `[V, L]` int32 token ids of every item id (`SIDVocab.encode(item_codes)`).
+      history: `[B, H]` item ids, oldest first, right-padded (row b's items at 0 .. lengths[b] - 1).
+      lengths: `[B]` real items per row, 0 .. H.
+    Returns:
+      `[B, 1 + H L]` int32: `[pad ..., bos, tokens(h_1), ..., tokens(h_n)]`, left-padded with pad 0,
+      so every row's last item ends at the last column (as `jaxrec.generate` expects).
+    """
+    b, h = history.shape
+    levels = item_tokens.shape[1]
+    flat = item_tokens[history.astype(jnp.int32)].reshape(b, h * levels)
+    seq = jnp.concatenate([jnp.full((b, 1), BOS, jnp.int32), flat.astype(jnp.int32)], axis=1)   # [B, 1 + H L]
+    width = seq.shape[1]
+    shift = (h - jnp.clip(lengths.astype(jnp.int32), 0, h)) * levels                              # [B] pads on the left
+    j = jnp.arange(width)[None, :] - shift[:, None]
+    return jnp.where(j >= 0, jnp.take_along_axis(seq, jnp.maximum(j, 0), axis=1), PAD).astype(jnp.int32)
