@@ -17,11 +17,12 @@ from jaxrec.models.generative.recommender import wrapped_net
 from jaxrec.pretrain.semantic_ids import add_unique_level
 from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
+from jaxrec.train.cli import eval_main
 from jaxrec.train.config import default_config
 from jaxrec.train.loop import train_and_evaluate
 from jaxrec.train.tasks import GenerativeTask
 
-USERS, H = 60, 6
+USERS, H = 30, 6
 
 
 def test_sid_prompts_equal_the_host_layout():
@@ -117,6 +118,8 @@ def test_trains_through_train_and_evaluate(ml100k_dir, codes_file, model, tmp_pa
     out = train_and_evaluate(c, tmp_path / "wd")
     assert set(out["test"]) >= {"hr@1", "hr@10", "ndcg@10", "mrr"} and out["test"]["count"] == USERS
     assert out["epochs_run"] == 1 and 0.0 <= out["test"]["hr@1"] <= out["test"]["hr@10"] <= 1.0
+    evaluated = eval_main(["eval.py", "--workdir", str(tmp_path / "wd"), "--split", "test"])  # rebuilds the codes
+    assert all(evaluated[k] == pytest.approx(out["test"][k], abs=1e-9) for k in ("hr@1", "hr@10", "ndcg@10", "mrr"))
     exp = experiment.build(c)  # the compiled train steps fit the SID targets: the loss falls
     state = exp.init_state()
     chunk = {k: v[:8 * 32].reshape((8, 32) + v.shape[1:]) for k, v in exp.dataset.columns("train").items()}
