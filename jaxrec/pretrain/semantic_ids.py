@@ -586,6 +586,9 @@ def sid_constants(dataset, options: Mapping) -> dict:
       sid_source 'text'  MiniLM vectors of each item's "title. Genres: .. Year: .." (MovieLens-100K's
                          u.item, read from the dataset's data_dir) -> `semantic_ids(sid_levels,
                          sid_codebook_size, sid_method, sid_balanced, unique level, sid_seed)`
+                 'collab' the same over a learned item table, `sid_table` (.npy `[N, d]`, row i = item
+                         id i + 1; `eval.py --workdir <sasrec run> --export_item_table t.npy`)
+                 'both'   both blocks, each row L2-normalised, concatenated (`item_vectors('both')`)
       sid_source 'file'  `sid_path`: a .npy of int codes `[N, L]`, row i = item id i + 1 (the
                          dataset's item order, `Dataset.fitted.extra['items']`), each item's codes unique
 
@@ -604,41 +607,54 @@ def sid_constants(dataset, options: Mapping) -> dict:
     if "items" not in extra:
         raise ConfigError(f"models 'tiger' / 'nezha' read a next-item dataset (dataset.name='sequential'); "
                           f"{dataset.name!r} has no item list")
-    raw = list(extra["items"])
-    if o["sid_source"] == "text":
-        if "data_dir" not in extra:
-            raise ConfigError(f"model.sid_source='text' embeds MovieLens item texts (dataset.source='movielens'); "
-                              f"for {extra.get('source')} give model.sid_source='file' and model.sid_path=<codes .npy>")
-        texts = movielens_item_texts(extra["data_dir"])
-        try:
-            texts = [texts[int(r) - 1] for r in raw]
-        except (ValueError, IndexError):
-            raise DataError(f"{extra['data_dir']}/u.item: the dataset's item ids are not MovieLens item ids 1..{len(texts)}")
-        log.info("semantic IDs: encoding %d item texts (all-MiniLM-L6-v2)", len(texts))
-        sids = semantic_ids(item_vectors("text", texts=texts), int(o["sid_levels"]), int(o["sid_codebook_size"]),
-                            method=str(o["sid_method"]), balanced=bool(o["sid_balanced"]), unique=True,
-                            seed=int(o["sid_seed"]))
+    raw, source = list(extra["items"]), o["sid_source"]
+    if source in ("text", "collab", "both"):
+        texts = table = None
+        if source in ("text", "both"):
+            if "data_dir" not in extra:
+                raise ConfigError(f"model.sid_source={source!r} embeds MovieLens item texts (dataset.source='movielens'); "
+                                  f"for {extra.get('source')} use model.sid_source='collab' (model.sid_table) or 'file' "
+                                  f"(model.sid_path)")
+            texts = movielens_item_texts(extra["data_dir"])
+            try:
+                texts = [texts[int(r) - 1] for r in raw]
+            except (ValueError, IndexError):
+                raise DataError(f"{extra['data_dir']}/u.item: the dataset's item ids are not MovieLens item ids "
+                                f"1..{len(texts)}") from None
+            log.info("semantic IDs: encoding %d item texts (all-MiniLM-L6-v2)", len(texts))
+        if source in ("collab", "both"):
+            table = _npy(str(o["sid_table"]), "model.sid_table", "a learned item table [num_items, d] "
+                         "(eval.py --export_item_table)", len(raw), np.floating)
+        sids = semantic_ids(item_vectors(source, texts=texts, table=table), int(o["sid_levels"]),
+                            int(o["sid_codebook_size"]), method=str(o["sid_method"]), balanced=bool(o["sid_balanced"]),
+                            unique=True, seed=int(o["sid_seed"]))
         stats = {k: v for k, v in sids.stats.items() if k in ("collision_rate", "recon_rel_mse", "unique_level_size", "usage")}
         log.info("semantic IDs: codebook sizes %s, %s", sids.codebook_sizes, stats)
         codes, sizes = sids.codes, sids.codebook_sizes
-    elif o["sid_source"] == "file":
+    elif source == "file":
         codes, sizes = _codes_file(str(o["sid_path"]), len(raw))
     else:
-        raise ConfigError(f"model.sid_source={o['sid_source']!r}: expected 'text' or 'file'")
+        raise ConfigError(f"model.sid_source={source!r}: expected 'text', 'collab', 'both' or 'file'")
     table = np.concatenate([np.zeros((1, codes.shape[1]), np.int32), codes.astype(np.int32)])
     return {"item_codes": Frozen(table), "codebook_sizes": tuple(int(k) for k in sizes)}
 
 
+def _npy(path: str, key: str, what: str, num_items: int, kind) -> np.ndarray:
+    """A .npy array `[num_items, ...]` of dtype `kind` (np.integer / np.floating) at `path` (config `key`)."""
+    if not path:
+        raise ConfigError(f"{key} is empty: give the path of {what}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{key}={path}: cannot read a .npy array ({e})") from None
+    if x.ndim != 2 or x.shape[0] != num_items or not np.issubdtype(x.dtype, kind):
+        raise DataError(f"{key}={path}: expected {kind.__name__} [{num_items} items, ...] ({what}), got {x.dtype} {x.shape}")
+    return x
+
+
 def _codes_file(path: str, num_items: int) -> tuple[np.ndarray, tuple]:
     """Codes `[N, L]` of a .npy file (model.sid_path), checked: N rows, non-negative ints, unique rows."""
-    if not path:
-        raise ConfigError("model.sid_source='file' needs model.sid_path (a .npy of item codes [num_items, L])")
-    try:
-        codes = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"model.sid_path={path}: cannot read a .npy array ({e})") from None
-    if codes.ndim != 2 or codes.shape[0] != num_items or not np.issubdtype(codes.dtype, np.integer):
-        raise DataError(f"model.sid_path={path}: expected integer codes [{num_items} items, L], got {codes.dtype} {codes.shape}")
+    codes = _npy(path, "model.sid_path", "item codes [num_items, L]", num_items, np.integer)
     if codes.size and codes.min() < 0:
         raise DataError(f"model.sid_path={path}: row {int(np.argwhere(codes < 0)[0, 0])} has a negative code")
     _, first, counts = np.unique(codes, axis=0, return_index=True, return_counts=True)

@@ -253,6 +253,9 @@ def eval_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", help="metrics JSON path (default <workdir>/eval_<checkpoint>_<split>.json)")
     parser.add_argument("--export_merged", metavar="OUT", help="LoRA: write a serving workdir OUT whose model has the "
                         "adapters merged into its weights (model.lora_rank=0), then evaluate it")
+    parser.add_argument("--export_item_table", metavar="NPY", help="write the best checkpoint's learned item table "
+                        "(SASRec's item_embed, [num_items, d], row i = item id i + 1) to NPY, the collaborative item "
+                        "vectors of semantic IDs (model.sid_table), then evaluate")
     parser.add_argument("--mesh_shape", help="evaluate on another mesh, e.g. '(4, 1)', or 'none' for one device "
                         "(checkpoints hold logical tables, so any mesh reads them); default: the training mesh")
     args = parser.parse_args([a for a in argv[1:] if not a.startswith("--config.")])
@@ -269,6 +272,10 @@ def eval_main(argv: list[str] | None = None) -> dict:
 
             args.workdir = str(export_merged(args.workdir, args.export_merged))
             config, dataset = load_config(args.workdir), None
+        if args.export_item_table:
+            from jaxrec.train.experiment import export_item_table
+
+            export_item_table(args.workdir, args.export_item_table)
         result = evaluate_checkpoint(args.workdir, args.split, args.checkpoint, config, dataset=dataset)
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)

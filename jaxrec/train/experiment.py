@@ -310,18 +310,47 @@ def evaluate_checkpoint(workdir: str | Path, split: str = "test", which: str = "
     exp = build(config, dataset)
     if split not in exp.dataset.splits:
         raise DataError(f"split {split!r} not in dataset; splits: {sorted(exp.dataset.splits)}")
-    state = exp.init_state(place=False)
-    directory = workdir / ("best" if which == "best" else "checkpoints")
+    if which == "best":
+        params, meta = restore_best(exp, workdir)
+        step_info = {"epoch": meta["epoch"]}
+    else:
+        _check_checkpoints(workdir / "checkpoints", which)
+        state, _ = exp.checkpointer(workdir / "checkpoints").restore(exp.init_state(place=False))
+        params, step_info = state.params, {"step": int(state.step)}
+    return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, exp.place(params), split)}
+
+
+def _check_checkpoints(directory: Path, which: str) -> None:
     if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
         raise DataError(f"{directory}: no checkpoint (the run ended before its first {'epoch' if which == 'best' else 'checkpoint'}, "
                         f"or the folder was removed)" + (": try --checkpoint latest" if which == "best" else ""))
-    if which == "best":
-        params, meta = exp.checkpointer(workdir / "best", keep=1).restore(state.params)
-        step_info = {"epoch": meta["epoch"]}
-    else:
-        state, _ = exp.checkpointer(workdir / "checkpoints").restore(state)
-        params, step_info = state.params, {"step": int(state.step)}
-    return {"split": split, "checkpoint": which, **step_info, **evaluate(exp, exp.place(params), split)}
+
+
+def restore_best(exp: Experiment, workdir: str | Path) -> tuple[dict, dict]:
+    """(params, meta) of `<workdir>/best`, the best valid epoch's parameters (unplaced), read into
+    the structure of `exp`'s state; DataError when the run saved none."""
+    _check_checkpoints(Path(workdir) / "best", "best")
+    return exp.checkpointer(Path(workdir) / "best", keep=1).restore(exp.init_state(place=False).params)
+
+
+def export_item_table(workdir: str | Path, out: str | Path, param: str = "item_embed") -> Path:
+    """A next-item model's learned item table -> `out` (.npy, `[N, d]` float32, row i = item id i + 1,
+    the padding row 0 dropped), from `<workdir>/best`: SASRec's `item_embed` (tied input / output
+    table). The collaborative item vectors of semantic IDs (`model.sid_source='collab'` or 'both',
+    `model.sid_table=out`)."""
+    workdir, out = Path(workdir), Path(out)
+    config = load_config(workdir)
+    exp = build(config, config_lib.build_dataset(config, fitted=workdir_lib.saved_fitted(workdir)))
+    params, _ = restore_best(exp, workdir)
+    dense = runtime.to_host(params["dense"])
+    if param not in dense or "embedding" not in dense[param]:
+        raise ConfigError(f"{workdir}: model {config.model.name!r} has no item table {param!r} (its parameters: "
+                          f"{sorted(dense)}); --export_item_table reads a next-item model's, e.g. 'sasrec'")
+    table = np.asarray(dense[param]["embedding"], np.float32)[1:]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, table)
+    log.info("wrote the %s item table %s of %s to %s", param, table.shape, workdir, out)
+    return out
 
 
 def evaluate_stream(workdir: Path, config: ml_collections.ConfigDict, split: str = "test") -> dict:
@@ -369,7 +398,7 @@ def export_merged(workdir: str | Path, out: str | Path) -> Path:
     fitted = workdir_lib.saved_fitted(workdir)
     dataset = config_lib.build_dataset(config, fitted=fitted)
     exp = build(config, dataset)
-    params, meta = exp.checkpointer(workdir / "best", keep=1).restore(exp.init_state(place=False).params)
+    params, meta = restore_best(exp, workdir)
     serving = ml_collections.ConfigDict(config.to_dict())
     serving.model.lora_rank = 0
     serving.optimizer.trainable = "all"

@@ -14,7 +14,7 @@ from jaxrec.errors import ConfigError, DataError
 from jaxrec.generate import nezha as decoding
 from jaxrec.models.generative import SIDVocab, sid_prompts
 from jaxrec.models.generative.recommender import wrapped_net
-from jaxrec.pretrain.semantic_ids import add_unique_level
+from jaxrec.pretrain.semantic_ids import add_unique_level, sid_constants
 from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
 from jaxrec.train.cli import eval_main
@@ -150,8 +150,37 @@ def test_config_and_codes_errors(ml100k_dir, codes_file, tmp_path):
     with pytest.raises(DataError, match=r"rows \[3, 7\] share the code"):
         experiment.build(_config(ml100k_dir, str(tmp_path / "dup.npy")))
     np.save(tmp_path / "short.npy", codes[:-1])
-    with pytest.raises(DataError, match="short.npy: expected integer codes"):
+    with pytest.raises(DataError, match="short.npy: expected integer"):
         experiment.build(_config(ml100k_dir, str(tmp_path / "short.npy")))
     c = _config(ml100k_dir, "")
-    with pytest.raises(ConfigError, match="needs model.sid_path"):
+    with pytest.raises(ConfigError, match="model.sid_path is empty"):
         experiment.build(c)
+    c = _config(ml100k_dir, path)
+    c.model.sid_source, c.model.sid_table = "collab", str(tmp_path / "short.npy")
+    with pytest.raises(DataError, match="sid_table=.*expected floating"):
+        experiment.build(c)
+
+
+def test_collab_item_vectors_from_an_exported_sasrec_table(ml100k_dir, tmp_path):
+    c = default_config()
+    c.dataset = {"name": "sequential", "data_dir": str(ml100k_dir), "max_history": H, "max_users": USERS}
+    c.model = {"name": "sasrec", "width": 16, "depth": 1, "num_heads": 2, "mlp_width": 32, "max_len": H}
+    c.task.name = "next_item"
+    c.train.batch_size, c.train.num_epochs, c.train.eval_batch_size, c.train.eval_steps_per_call = 256, 1, 64, 1
+    c.train.progress_bar = False
+    c.early_stopping.metric, c.early_stopping.mode = "ndcg@10", "max"
+    train_and_evaluate(c, tmp_path / "sasrec")
+    out = tmp_path / "items.npy"
+    eval_main(["eval.py", "--workdir", str(tmp_path / "sasrec"), "--split", "valid", "--export_item_table", str(out)])
+    exp = experiment.build(c)
+    params, _ = experiment.restore_best(exp, tmp_path / "sasrec")
+    table = np.load(out)
+    np.testing.assert_array_equal(table, np.asarray(params["dense"]["item_embed"]["embedding"])[1:])
+    data = exp.dataset
+    assert table.shape == (data.fitted.extra["num_items"], 16)
+    # 'both' concatenates this table with the MiniLM text block (item_vectors('both'), tests/pretrain)
+    got = sid_constants(data, {"sid_source": "collab", "sid_table": str(out), "sid_levels": 2, "sid_codebook_size": 8})
+    codes = got["item_codes"].value
+    assert codes.shape == (len(table) + 1, 3) and (codes[0] == 0).all()
+    assert len(np.unique(codes[1:], axis=0)) == len(table)  # one SID per item (the unique level)
+    assert got["codebook_sizes"][:2] == (8, 8)

@@ -44,8 +44,10 @@ class SIDRecommender(nn.Module):
       item_codes: `Frozen [V, L] int` item codes (row = item id; filled by the pre-training stage).
       codebook_sizes: (K_1 .. K_L) (filled with the codes).
       width .. dtype: the GPT backbone's (`jaxrec.models.text.GPT`).
-      sid_source: 'text' (MiniLM vectors of the items' title + genres + year, MovieLens) or 'file'
-        (`sid_path`, a .npy of codes `[N, L]`, row i = item id i + 1).
+      sid_source: 'text' (MiniLM vectors of the items' title + genres + year, MovieLens), 'collab'
+        (`sid_table`, a learned item table .npy `[N, d]`, e.g. SASRec's via `eval.py
+        --export_item_table`), 'both' (the two concatenated), or 'file' (`sid_path`, a .npy of codes
+        `[N, L]`, row i = item id i + 1).
       sid_levels, sid_codebook_size, sid_method ('rq_kmeans' | 'rq_vae'), sid_balanced, sid_seed:
         the quantiser's (`jaxrec.pretrain.semantic_ids.semantic_ids`; a unique level is always added).
       history_field: the batch key of the history.
@@ -66,6 +68,7 @@ class SIDRecommender(nn.Module):
     dtype: str = "float32"
     sid_source: str = "text"
     sid_path: str = ""
+    sid_table: str = ""
     sid_levels: int = 3
     sid_codebook_size: int = 32
     sid_method: str = "rq_kmeans"
