@@ -83,9 +83,7 @@ def config_for(model: str, seed: int, a) -> object:
 def restore(run: dict, dataset):
     """(experiment, best-valid-epoch params) of a `common.fit` run (before `final_test` removes it)."""
     exp = experiment.build(run["config"], dataset)
-    state = exp.init_state(place=False)
-    params, _ = exp.checkpointer(Path(run["workdir"]) / "best", keep=1).restore(state.params)
-    return exp, params
+    return exp, experiment.restore_best(exp, run["workdir"])[0]
 
 
 def valid_batch(exp, n: int) -> dict:
