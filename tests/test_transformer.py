@@ -152,16 +152,17 @@ def test_logical_spec_replicates_what_does_not_divide():
 def test_lora_merged_equals_unmerged_and_only_adapters_train():
     model, base = _gpt(lora_rank=4, lora_alpha=8.0), _gpt()
     tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 50)
-    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))["params"]
-    labels = lora.trainable_labels(params)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), {"tokens": tokens}))["params"]  # jitted: one compile, not
+    labels = lora.trainable_labels(params)                                                  # op-by-op dispatch
     # nonzero B so the adapters change the function
     params = jax.tree.map(lambda p, l: p + 0.05 * jax.random.normal(jax.random.key(3), p.shape) if l == "adapter" else p,
                           params, labels)
     merged = lora.merge(params, 8.0 / 4)
-    assert jax.tree.structure(merged) == jax.tree.structure(nn.unbox(base.init(jax.random.key(1), {"tokens": tokens}))["params"])
-    with_adapters = model.apply({"params": params}, {"tokens": tokens})
-    np.testing.assert_allclose(base.apply({"params": merged}, {"tokens": tokens}), with_adapters, atol=1e-6)
-    assert not np.allclose(base.apply({"params": lora.merge(jax.tree.map(lambda p, l: p * 0 if l == "adapter" else p, params, labels), 2.0)},
+    assert jax.tree.structure(merged) == jax.tree.structure(nn.unbox(jax.eval_shape(base.init, jax.random.key(1), {"tokens": tokens}))["params"])
+    apply, base_apply = jax.jit(model.apply), jax.jit(base.apply)
+    with_adapters = apply({"params": params}, {"tokens": tokens})
+    np.testing.assert_allclose(base_apply({"params": merged}, {"tokens": tokens}), with_adapters, atol=1e-6)
+    assert not np.allclose(base_apply({"params": lora.merge(jax.tree.map(lambda p, l: p * 0 if l == "adapter" else p, params, labels), 2.0)},
                                       {"tokens": tokens}), with_adapters, atol=1e-3)
     # per block: q, k, v, out 32x4 + 4x32 each; ffn wi 32x4 + 4x128, wo 128x4 + 4x32
     assert lora.count_adapters(params) == 2 * (4 * 256 + 2 * 640)
@@ -169,15 +170,19 @@ def test_lora_merged_equals_unmerged_and_only_adapters_train():
     tx = lora.lora_optimizer(optax.adam(1e-2))
     opt = tx.init(params)
 
+    @jax.jit
     def loss(p):
         logits = model.apply({"params": p}, {"tokens": tokens})
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
+    @jax.jit
+    def step(p, opt):
+        updates, opt = tx.update(jax.grad(loss)(p), opt, p)
+        return optax.apply_updates(p, updates), opt
+
     new = params
     for _ in range(3):
-        g = jax.grad(loss)(new)
-        updates, opt = tx.update(g, opt, new)
-        new = optax.apply_updates(new, updates)
+        new, opt = step(new, opt)
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, new)
     for m, l in zip(jax.tree.leaves(moved), jax.tree.leaves(labels)):
         assert m == (l == "adapter")
