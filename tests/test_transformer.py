@@ -1,5 +1,7 @@
 """Transformer blocks, GPT and LoRA against references written out by hand (numpy / plain jnp)."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -99,18 +101,20 @@ def _gpt(**kw):
                                 {"num_experts": 3, "tie_embeddings": False}])
 def test_gpt_is_causal_and_cache_decoding_equals_full_forward(kw):
     model = _gpt(**kw)
+    # jitted (one compilation per shape, not op-by-op dispatch): the full forward, the prefill, the one-token step
+    apply, decode = jax.jit(model.apply), jax.jit(functools.partial(model.apply, method=GPT.decode))
     tokens = jax.random.randint(jax.random.key(0), (2, 13), 0, 50)
-    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))
-    full = model.apply(params, {"tokens": tokens})                                     # [2, 12, V]
-    changed = model.apply(params, {"tokens": tokens.at[:, 9].set(7)})
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), {"tokens": tokens}))
+    full = apply(params, {"tokens": tokens})                                           # [2, 12, V]
+    changed = apply(params, {"tokens": tokens.at[:, 9].set(7)})
     np.testing.assert_array_equal(full[:, :9], changed[:, :9])                          # no peeking ahead
     cache, valid = init_cache(model, 2, 16), jnp.zeros((2, 16), bool).at[:, :5].set(True)
     pos = jnp.broadcast_to(jnp.arange(5), (2, 5))
-    logits, cache = model.apply(params, tokens[:, :5], pos, valid, cache, jnp.int32(0), method=GPT.decode)
+    logits, cache = decode(params, tokens[:, :5], pos, valid, cache, jnp.int32(0))
     steps = [logits]
     for t in range(5, 12):
         valid = valid.at[:, t].set(True)
-        logits, cache = model.apply(params, tokens[:, t:t + 1], jnp.full((2, 1), t), valid, cache, jnp.int32(t), method=GPT.decode)
+        logits, cache = decode(params, tokens[:, t:t + 1], jnp.full((2, 1), t), valid, cache, jnp.int32(t))
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5)
 
