@@ -1,5 +1,7 @@
 """Transformer blocks, GPT and LoRA against references written out by hand (numpy / plain jnp)."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -58,11 +60,14 @@ def test_rope_scores_depend_on_relative_position_only():
 def test_moe_matches_per_token_loop_and_balance_loss():
     x = jax.random.normal(jax.random.key(0), (2, 5, 8))
     module = MoEFeedForward(num_experts=4, top_k=2, hidden=16, activation="relu")
-    variables = nn.unbox(module.init(jax.random.key(1), x))
+    variables = nn.unbox(jax.jit(module.init)(jax.random.key(1), x))  # jitted: not op-by-op dispatch
     p = jax.tree.map(lambda a: a + 0.05, variables["params"])
-    got, sown = module.apply({"params": p}, x, mutable=["losses"])
+    got, sown = jax.jit(functools.partial(module.apply, mutable=["losses"]))({"params": p}, x)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)  # the reference loop below in numpy float64
     flat = np.asarray(x.reshape(-1, 8), np.float64)
-    probs = jax.nn.softmax(flat @ np.asarray(p["router"]["base"]["kernel"], np.float64), -1)
+    z = flat @ p["router"]["base"]["kernel"]
+    probs = np.exp(z - z.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)                      # the router's softmax
     want = np.zeros_like(flat)
     for n in range(len(flat)):
         top = np.argsort(-probs[n])[:2]
@@ -99,18 +104,20 @@ def _gpt(**kw):
                                 {"num_experts": 3, "tie_embeddings": False}])
 def test_gpt_is_causal_and_cache_decoding_equals_full_forward(kw):
     model = _gpt(**kw)
+    # jitted (one compilation per shape, not op-by-op dispatch): the full forward, the prefill, the one-token step
+    apply, decode = jax.jit(model.apply), jax.jit(functools.partial(model.apply, method=GPT.decode))
     tokens = jax.random.randint(jax.random.key(0), (2, 13), 0, 50)
-    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))
-    full = model.apply(params, {"tokens": tokens})                                     # [2, 12, V]
-    changed = model.apply(params, {"tokens": tokens.at[:, 9].set(7)})
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), {"tokens": tokens}))
+    full = apply(params, {"tokens": tokens})                                           # [2, 12, V]
+    changed = apply(params, {"tokens": tokens.at[:, 9].set(7)})
     np.testing.assert_array_equal(full[:, :9], changed[:, :9])                          # no peeking ahead
     cache, valid = init_cache(model, 2, 16), jnp.zeros((2, 16), bool).at[:, :5].set(True)
     pos = jnp.broadcast_to(jnp.arange(5), (2, 5))
-    logits, cache = model.apply(params, tokens[:, :5], pos, valid, cache, jnp.int32(0), method=GPT.decode)
+    logits, cache = decode(params, tokens[:, :5], pos, valid, cache, jnp.int32(0))
     steps = [logits]
     for t in range(5, 12):
         valid = valid.at[:, t].set(True)
-        logits, cache = model.apply(params, tokens[:, t:t + 1], jnp.full((2, 1), t), valid, cache, jnp.int32(t), method=GPT.decode)
+        logits, cache = decode(params, tokens[:, t:t + 1], jnp.full((2, 1), t), valid, cache, jnp.int32(t))
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5)
 
@@ -152,16 +159,17 @@ def test_logical_spec_replicates_what_does_not_divide():
 def test_lora_merged_equals_unmerged_and_only_adapters_train():
     model, base = _gpt(lora_rank=4, lora_alpha=8.0), _gpt()
     tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 50)
-    params = nn.unbox(model.init(jax.random.key(1), {"tokens": tokens}))["params"]
-    labels = lora.trainable_labels(params)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), {"tokens": tokens}))["params"]  # jitted: one compile, not
+    labels = lora.trainable_labels(params)                                                  # op-by-op dispatch
     # nonzero B so the adapters change the function
     params = jax.tree.map(lambda p, l: p + 0.05 * jax.random.normal(jax.random.key(3), p.shape) if l == "adapter" else p,
                           params, labels)
     merged = lora.merge(params, 8.0 / 4)
-    assert jax.tree.structure(merged) == jax.tree.structure(nn.unbox(base.init(jax.random.key(1), {"tokens": tokens}))["params"])
-    with_adapters = model.apply({"params": params}, {"tokens": tokens})
-    np.testing.assert_allclose(base.apply({"params": merged}, {"tokens": tokens}), with_adapters, atol=1e-6)
-    assert not np.allclose(base.apply({"params": lora.merge(jax.tree.map(lambda p, l: p * 0 if l == "adapter" else p, params, labels), 2.0)},
+    assert jax.tree.structure(merged) == jax.tree.structure(nn.unbox(jax.eval_shape(base.init, jax.random.key(1), {"tokens": tokens}))["params"])
+    apply, base_apply = jax.jit(model.apply), jax.jit(base.apply)
+    with_adapters = apply({"params": params}, {"tokens": tokens})
+    np.testing.assert_allclose(base_apply({"params": merged}, {"tokens": tokens}), with_adapters, atol=1e-6)
+    assert not np.allclose(base_apply({"params": lora.merge(jax.tree.map(lambda p, l: p * 0 if l == "adapter" else p, params, labels), 2.0)},
                                       {"tokens": tokens}), with_adapters, atol=1e-3)
     # per block: q, k, v, out 32x4 + 4x32 each; ffn wi 32x4 + 4x128, wo 128x4 + 4x32
     assert lora.count_adapters(params) == 2 * (4 * 256 + 2 * 640)
@@ -169,15 +177,19 @@ def test_lora_merged_equals_unmerged_and_only_adapters_train():
     tx = lora.lora_optimizer(optax.adam(1e-2))
     opt = tx.init(params)
 
+    @jax.jit
     def loss(p):
         logits = model.apply({"params": p}, {"tokens": tokens})
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
+    @jax.jit
+    def step(p, opt):
+        updates, opt = tx.update(jax.grad(loss)(p), opt, p)
+        return optax.apply_updates(p, updates), opt
+
     new = params
     for _ in range(3):
-        g = jax.grad(loss)(new)
-        updates, opt = tx.update(g, opt, new)
-        new = optax.apply_updates(new, updates)
+        new, opt = step(new, opt)
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, new)
     for m, l in zip(jax.tree.leaves(moved), jax.tree.leaves(labels)):
         assert m == (l == "adapter")

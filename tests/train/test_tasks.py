@@ -127,6 +127,10 @@ def _train_cmd(config_file, workdir):
     return [sys.executable, str(ROOT / "train.py"), "--config", str(config_file), "--workdir", str(workdir)]
 
 
+@pytest.mark.slow  # ~2 min, three train.py processes. In the default suite: SIGKILL mid-epoch + resume through
+# train.py to the same metrics: tests/train/test_loop.py::test_killed_mid_epoch_resumes_to_the_same_result; a multi-task
+# config through train.py and eval.py (per-task metrics printed and saved, eval agrees):
+# test_movielens_mmoe_config_trains_and_evaluates; text labels with `positive` + the multitask step: test_step_equals_*.
 def test_two_label_table_trains_resumes_after_sigkill_and_evaluates(tmp_path):
     """A user's two-label Parquet table (one label text 'yes'/'no') trains MMoE from a config
     file; a run killed mid-epoch resumes to the uninterrupted run's metrics; eval.py reproduces them."""
