@@ -22,9 +22,10 @@ Popularity: every item scored by its count among the users' train interactions
 
 RecBole peer (`--recbole PYTHON`, a venv with `pip install recbole` (1.2.1), the torch CPU wheel and
 `setuptools<81`, whose `pkg_resources` ray needs): RecBole's SASRec (its defaults, same epochs / patience / batch),
-run in its own interpreter on atomic files written from the same u.data (`ml-100k.inter`: user_id,
+run in its own interpreter on atomic files written from the same u.data (`ml-100k-jaxrec.inter`: user_id,
 item_id, rating, timestamp; rows sorted by user, timestamp, item id so that RecBole's stable time
-sort breaks ties by item id as jaxrec does, `write_atomic`), `eval_args = {split: {LS: valid_and_test}, order: TO, mode: full}`,
+sort breaks ties by item id as jaxrec does, `write_atomic`; not named ml-100k, for which RecBole
+reads the copy bundled in its package, in u.data's row order, whatever `data_path` says), `eval_args = {split: {LS: valid_and_test}, order: TO, mode: full}`,
 `valid_metric: NDCG@10`; its test figures (read once by RecBole at its best valid epoch) go through
 `common.read_test` per seed.
 
@@ -58,6 +59,7 @@ SHOWN = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
 RECBOLE_SCRIPT = r'''
 import json, sys
 import numpy as np
+DATASET = "ml-100k-jaxrec"  # not "ml-100k": RecBole reads its bundled copy for that name, whatever data_path says
 for name, alias in (("float", float), ("int", int), ("bool", bool), ("long", int), ("complex", complex),
                     ("bool8", np.bool_), ("float_", np.float64), ("unicode_", np.str_), ("complex_", np.complex128)):
     if not hasattr(np, name):
@@ -67,7 +69,7 @@ import torch
 torch.load = functools.partial(torch.load, weights_only=False)  # torch >= 2.6 refuses RecBole's own checkpoint otherwise
 from recbole.quick_start import run_recbole
 args = json.loads(sys.argv[1])
-result = run_recbole(model="SASRec", dataset="ml-100k", config_dict=args)
+result = run_recbole(model="SASRec", dataset=DATASET, config_dict=args)
 print("RECBOLE_RESULT " + json.dumps({"valid": dict(result["best_valid_result"]), "test": dict(result["test_result"]),
                                       "best_valid_score": float(result["best_valid_score"])}))
 '''
@@ -93,22 +95,22 @@ def popularity(dataset, split: str) -> dict:
     return metrics_lib.ranking_metrics(metrics_lib.target_rank(np.tile(counts, (len(target), 1)), target))
 
 
-TIES = "item_id"  # how the atomic file orders a user's equal timestamps (RecBole keeps file order: a stable sort)
+TIES = "item_id_own_file"  # how the atomic file orders a user's equal timestamps (RecBole keeps file order: a stable sort)
 
 
 def write_atomic(data_dir: str, out: Path) -> Path:
-    """RecBole's `ml-100k.inter` from u.data (every rating an interaction, as in jaxrec's split),
+    """RecBole's `ml-100k-jaxrec.inter` from u.data (every rating an interaction, as in jaxrec's split),
     its rows sorted by (user, timestamp, item id). RecBole orders a user's interactions by a stable
     sort on the timestamp, so equal timestamps keep file order: sorted here, they follow item id as
     in `jaxrec.data.sequential`, and both libraries see the same sequences and targets (u.data's own
     order differs from it at half the positions and at 281 of the 943 test targets)."""
     raw = np.loadtxt(Path(data_dir) / "u.data", dtype=np.int64)
     raw = raw[np.lexsort((raw[:, 1], raw[:, 3], raw[:, 0]))]
-    folder = out / "ml-100k"
+    folder = out / "ml-100k-jaxrec"  # RECBOLE_SCRIPT's DATASET
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
     lines += [f"{u}\t{i}\t{r}\t{t}" for u, i, r, t in raw]
-    (folder / "ml-100k.inter").write_text("\n".join(lines) + "\n")
+    (folder / "ml-100k-jaxrec.inter").write_text("\n".join(lines) + "\n")
     return out
 
 
@@ -227,7 +229,7 @@ def main() -> None:
                 r["seed"], r["ties"] = seed, TIES
                 recbole.append(r)
                 print(f"recbole seed {seed}: {r}", flush=True)
-        note = (f"RecBole's SASRec ran here ({args.recbole}) on `ml-100k.inter` written from the same u.data, "
+        note = (f"RecBole's SASRec ran here ({args.recbole}) on `ml-100k-jaxrec.inter` written from the same u.data, "
                 f"same epochs / patience / batch; the file's rows are sorted by (user, timestamp, item id), so RecBole's "
                 f"stable time sort orders equal timestamps by item id as jaxrec does: the same sequences and targets.")
     ours = [r["test"]["ndcg@10"] for r in runs]
