@@ -4,7 +4,8 @@ train example, at most 50 history items), full ranking over all 1,682 items; HR@
 NDCG@{5,10}; early stopping on valid NDCG@10.
 
 RecBole's SASRec defaults (recbole/properties/model/SASRec.yaml and overall.yaml): 2 layers,
-2 heads, hidden 64, inner 256, dropout 0.5, gelu, LayerNorm eps 1e-12, init std 0.02, CE loss,
+2 heads, hidden 64, inner 256, hidden dropout 0.5, attention-probability dropout 0.5, gelu,
+LayerNorm eps 1e-12, N(0, 0.02) init of every embedding and Dense kernel (zero biases), CE loss,
 Adam lr 1e-3, train batch 2048, max_seq_length 50, up to 300 epochs with early stopping after
 10 epochs without improvement (RecBole's valid_metric is MRR@10; here NDCG@10)."""
 
@@ -24,6 +25,9 @@ def get_config():
     c.model.num_heads = 2
     c.model.mlp_width = 256
     c.model.dropout = 0.5
+    c.model.attention_dropout = 0.5
+    c.model.init_scale = 0.02
+    c.model.dense_init = "normal"
     c.model.max_len = MAX_HISTORY
     c.task.name = "next_item"
     c.optimizer.name = "adam"

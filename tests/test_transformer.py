@@ -15,7 +15,7 @@ from jaxrec.models import build_model
 from jaxrec.models.text import GPT, init_cache
 from jaxrec.nn import lora
 from jaxrec.nn.transformer import (Attention, MoEFeedForward, TransformerBlock, causal_mask, load_balance_loss,
-                                   padding_mask, rope)
+                                   padding_mask, rope, softmax_attention)
 
 
 def _attention_reference(x, p, h, kv, mask):
@@ -216,3 +216,56 @@ def test_trainer_step_with_trainable_adapters_moves_only_adapters():
     assert sorted(set(zip(jax.tree.leaves(labels), jax.tree.leaves(moved)))) == [("adapter", True), ("frozen", False)]
     with pytest.raises(ConfigError, match="optimizer.trainable='everything'"):
         optimizers.make_optimizer({"trainable": "everything"}, 10)
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)])
+def test_softmax_attention_without_dropout_equals_fused(heads, kv_heads):
+    q = jax.random.normal(jax.random.key(0), (2, 6, heads, 8))
+    k, v = jax.random.normal(jax.random.key(1), (2, 2, 6, kv_heads, 8))
+    valid = jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+    mask = causal_mask(6) & padding_mask(valid)  # pad queries of row 0 see keys 0..3; none sees nothing
+    got = softmax_attention(q, k, v, mask)
+    np.testing.assert_allclose(got, jax.nn.dot_product_attention(q, k, v, mask=mask), atol=1e-5)
+    np.testing.assert_allclose(softmax_attention(q, k, v), jax.nn.dot_product_attention(q, k, v), atol=1e-5)
+
+
+def test_attention_dropout_only_in_training_and_unbiased():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 16))
+    mask = causal_mask(5)
+    plain, dropped = Attention(2), Attention(2, attention_dropout=0.5)
+    params = plain.init(jax.random.key(1), x, mask)
+    assert jax.tree.structure(params) == jax.tree.structure(dropped.init(jax.random.key(1), x, mask))
+    ref, _ = plain.apply(params, x, mask)
+    # evaluation (train=False, no rng needed) and p = 0 in training take the fused path: the same output
+    np.testing.assert_array_equal(dropped.apply(params, x, mask)[0], ref)
+    np.testing.assert_array_equal(plain.apply(params, x, mask, train=True)[0], ref)
+    run = lambda key: dropped.apply(params, x, mask, train=True, rngs={"dropout": key})[0]
+    a, b = run(jax.random.key(2)), run(jax.random.key(3))
+    assert np.abs(np.asarray(a - ref)).max() > 1e-2 and np.abs(np.asarray(a - b)).max() > 1e-2
+    np.testing.assert_array_equal(run(jax.random.key(2)), a)  # a function of the rng
+    # the output is affine in the probabilities and E[drop(P)] = P: the mean over masks is the evaluation output
+    n = 4000
+    samples = np.asarray(jax.vmap(run)(jax.random.split(jax.random.key(4), n)), np.float64)
+    z = (samples.mean(0) - np.asarray(ref)) / (samples.std(0) / np.sqrt(n) + 1e-9)
+    assert np.abs(z).max() < 5.0, np.abs(z).max()  # 160 outputs, each within 5 standard errors
+    with pytest.raises(ValueError, match="attention_dropout=1.0 must be in"):
+        Attention(2, attention_dropout=1.0).init(jax.random.key(1), x, mask)
+
+
+def test_block_init_std_honoured_and_default_lecun():
+    x = jnp.zeros((1, 3, 64))
+    kernels = lambda params: {"/".join(str(getattr(k, "key", k)) for k in path): a for path, a in
+                              jax.tree_util.tree_flatten_with_path(nn.unbox(params))[0] if path[-1].key == "kernel"}
+    normal = kernels(TransformerBlock(2, 256, pre_norm=False, init_std=0.02).init(jax.random.key(0), x))
+    lecun = kernels(TransformerBlock(2, 256, pre_norm=False).init(jax.random.key(0), x))
+    assert len(normal) == len(lecun) == 6  # query, key, value, out, wi, wo
+    for name, w in normal.items():
+        assert float(jnp.std(w)) == pytest.approx(0.02, rel=0.1), name
+        fan_in = w.shape[0] if "out" not in name else w.shape[0] * w.shape[1]
+        # lecun_normal: std 1/sqrt(fan_in) (64 -> 0.125; 256 -> 0.0625), not 0.02
+        assert float(jnp.std(lecun[name])) == pytest.approx(fan_in ** -0.5, rel=0.1), name
+    params = nn.unbox(TransformerBlock(2, 256, pre_norm=False, init_std=0.02).init(jax.random.key(0), x))["params"]
+    biases = [a for path, a in jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "bias"]
+    assert len(biases) == 8 and all(float(jnp.abs(b).max()) == 0.0 for b in biases)  # 6 Dense + 2 LayerNorm
+    with pytest.raises(ValueError, match="init_std=0.0 must be positive"):
+        TransformerBlock(2, 256, init_std=0.0).init(jax.random.key(0), x)

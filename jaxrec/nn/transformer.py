@@ -30,8 +30,15 @@ densely (every expert on every token, then gated): exact and simple; fine for th
 `TransformerBlock`: pre-norm `x + Attn(N(x)); x + FFN(N(x))` (GPT, LLaMA) or post-norm
 `N(x + Attn(x)); N(x + FFN(x))` (BERT). Every parameter names its dimensions (`embed`, `heads`,
 `kv_heads`, `head_dim`, `mlp`, `expert`); `jaxrec.mesh.LOGICAL_RULES` maps them to the mesh.
-Attention-probability dropout is not offered (the fused attention has none); dropout applies to
-the residual branches.
+`dropout` applies to the residual branches. `attention_dropout` p > 0 also drops attention
+probabilities while training (BERT, RecBole's SASRec): then, and only then, attention takes the
+explicit path `softmax_attention` (`dropout(softmax(q k^T / sqrt(d_h) + mask)) v`, the
+probabilities rescaled by 1 / (1 - p)), which the fused kernel cannot do; otherwise (p = 0, or
+evaluation) it is `jax.nn.dot_product_attention`, whose result the explicit path equals at p = 0.
+
+Initialisation: every `Dense` kernel is Flax's `lecun_normal` (N(0, 1/fan_in), truncated) unless
+`init_std` is set, then N(0, init_std^2) (BERT / RecBole `initializer_range`); biases are 0 and
+LayerNorm scale 1, bias 0 either way.
 """
 
 from __future__ import annotations
@@ -80,6 +87,42 @@ def rope(x: jax.Array, positions: jax.Array, theta: float = 10000.0) -> jax.Arra
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
+def dense_init(std: float | None) -> Any:
+    """The kernel initializer of std `std`: None = Flax's `lecun_normal`, else N(0, std^2)."""
+    if std is None:
+        return nn.initializers.lecun_normal()
+    if not std > 0:
+        raise ValueError(f"init_std={std} must be positive (or None for lecun_normal)")
+    return nn.initializers.normal(std)
+
+
+def softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
+                      dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None) -> jax.Array:
+    """`q [B, T, H, d_h]`, `k, v [B, S, K, d_h]` (H % K == 0), boolean `mask` broadcastable to
+    `[B, H, T, S]` -> `[B, T, H, d_h]`:
+
+        P = softmax(q_h k_h^T / sqrt(d_h) + mask) (float32; masked logits -0.7 * max float, as
+        `jax.nn.dot_product_attention`),   out_h = drop(P) v_{h // (H / K)}
+
+    `drop` zeroes each probability with `dropout_rate` and scales the rest by 1 / (1 - rate)
+    (needs `dropout_rng`); rate 0 is exactly the fused `jax.nn.dot_product_attention`'s math."""
+    h, kv, dh = q.shape[2], k.shape[2], q.shape[3]
+    if h % kv:
+        raise ValueError(f"softmax_attention: {kv} key/value heads do not divide {h} query heads")
+    if kv != h:
+        k, v = jnp.repeat(k, h // kv, axis=2), jnp.repeat(v, h // kv, axis=2)
+    logits = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(dh))
+    if mask is not None:
+        logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if dropout_rate > 0:
+        if dropout_rng is None:
+            raise ValueError("softmax_attention with dropout_rate > 0 needs dropout_rng")
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bhts,bshd->bthd", probs.astype(v.dtype), v)
+
+
 def make_norm(kind: str, eps: float, name: str, dtype: Any = None) -> nn.Module:
     """'layernorm' (scale and bias) or 'rmsnorm' (scale), its parameters named `('embed',)`."""
     if kind not in NORMS:
@@ -112,6 +155,8 @@ class Attention(nn.Module):
       rope_theta: apply RoPE with this base to q and k (needs `positions`); None = no RoPE.
       lora_rank / lora_alpha: LoRA adapters on the four projections (`jaxrec.nn.lora`).
       implementation: `jax.nn.dot_product_attention`'s (None = best for the backend, 'xla', 'cudnn').
+      attention_dropout: p of attention-probability dropout in training (`softmax_attention`); 0 = none, fused.
+      init_std: the projections' kernel init std (None = lecun_normal; module docstring).
     """
 
     num_heads: int
@@ -123,17 +168,25 @@ class Attention(nn.Module):
     lora_alpha: float = 16.0
     implementation: str | None = None
     dtype: Any = None
+    attention_dropout: float = 0.0
+    init_std: float | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, positions: jax.Array | None = None,
-                 cache: Cache | None = None, cache_index: jax.Array | None = None) -> tuple[jax.Array, Cache | None]:
-        """`x [B, T, D]`, `mask` broadcastable to `[B, H, T, S]` -> (`[B, T, D]`, updated cache or None)."""
+                 cache: Cache | None = None, cache_index: jax.Array | None = None,
+                 train: bool = False) -> tuple[jax.Array, Cache | None]:
+        """`x [B, T, D]`, `mask` broadcastable to `[B, H, T, S]` -> (`[B, T, D]`, updated cache or None).
+        `train` with `attention_dropout > 0` drops attention probabilities (needs a 'dropout' rng)."""
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout={self.attention_dropout} must be in [0, 1)")
         d = x.shape[-1]
         h, kv = self.num_heads, self.num_kv_heads or self.num_heads
         check_heads(d, h, kv, self.head_dim, "attention")
         dh = self.head_dim or d // h
+        init = dense_init(self.init_std)
         proj = lambda n, heads, name: Dense((n, dh), ("embed", heads, "head_dim"), use_bias=self.use_bias,
-                                             lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, dtype=self.dtype, name=name)
+                                             lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, kernel_init=init,
+                                             dtype=self.dtype, name=name)
         q, k, v = proj(h, "heads", "query")(x), proj(kv, "kv_heads", "key")(x), proj(kv, "kv_heads", "value")(x)
         if self.rope_theta is not None:
             if positions is None:
@@ -144,14 +197,18 @@ class Attention(nn.Module):
             cache = {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
                      "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)}
             k, v = cache["k"].astype(q.dtype), cache["v"].astype(q.dtype)
-        o = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.implementation)
+        if train and self.attention_dropout > 0:
+            o = softmax_attention(q, k, v, mask, self.attention_dropout, self.make_rng("dropout"))
+        else:
+            o = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=self.implementation)
         out = Dense((d,), ("heads", "head_dim", "embed"), contract=2, use_bias=self.use_bias, lora_rank=self.lora_rank,
-                    lora_alpha=self.lora_alpha, dtype=self.dtype, name="out")(o)
+                    lora_alpha=self.lora_alpha, kernel_init=init, dtype=self.dtype, name="out")(o)
         return out, cache
 
 
 class FeedForward(nn.Module):
-    """`[B, T, D] -> [B, T, D]`: `act(x W_1) W_2`, or SwiGLU with activation='swiglu'."""
+    """`[B, T, D] -> [B, T, D]`: `act(x W_1) W_2`, or SwiGLU with activation='swiglu'; kernels
+    initialised with std `init_std` (None = lecun_normal)."""
 
     hidden: int
     activation: str = "gelu"
@@ -159,13 +216,15 @@ class FeedForward(nn.Module):
     lora_rank: int = 0
     lora_alpha: float = 16.0
     dtype: Any = None
+    init_std: float | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation={self.activation!r}: expected one of {ACTIVATIONS}")
+        init = dense_init(self.init_std)
         dense = lambda n, axes, name: Dense((n,), axes, use_bias=self.use_bias, lora_rank=self.lora_rank,
-                                            lora_alpha=self.lora_alpha, dtype=self.dtype, name=name)
+                                            lora_alpha=self.lora_alpha, kernel_init=init, dtype=self.dtype, name=name)
         up = dense(self.hidden, ("embed", "mlp"), "wi")(x)
         if self.activation == "swiglu":
             h = nn.silu(dense(self.hidden, ("embed", "mlp"), "wi_gate")(x)) * up
@@ -235,7 +294,9 @@ class TransformerBlock(nn.Module):
     Attributes: heads as in `Attention`; `mlp_width` the FFN's hidden width; `activation`;
     `norm` ('layernorm' | 'rmsnorm') and `norm_eps`; `pre_norm` (GPT) or post-norm (BERT);
     `num_experts > 0` swaps the FFN for `MoEFeedForward` (`experts_top_k`, `moe_balance_weight`);
-    `dropout` on the residual branches (needs a 'dropout' rng when training).
+    `dropout` on the residual branches and `attention_dropout` on the attention probabilities
+    (both need a 'dropout' rng when training); `init_std` the Dense kernels' init std (None =
+    lecun_normal; not applied to MoE experts).
     """
 
     num_heads: int
@@ -256,6 +317,8 @@ class TransformerBlock(nn.Module):
     lora_alpha: float = 16.0
     implementation: str | None = None
     dtype: Any = None
+    attention_dropout: float = 0.0
+    init_std: float | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, positions: jax.Array | None = None,
@@ -263,19 +326,20 @@ class TransformerBlock(nn.Module):
                  train: bool = False) -> tuple[jax.Array, Cache | None]:
         """`x [B, T, D]` -> (`[B, T, D]`, updated cache or None)."""
         attention = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.use_bias, self.rope_theta,
-                              self.lora_rank, self.lora_alpha, self.implementation, self.dtype, name="attention")
+                              self.lora_rank, self.lora_alpha, self.implementation, self.dtype,
+                              attention_dropout=self.attention_dropout, init_std=self.init_std, name="attention")
         if self.num_experts:
             ffn = MoEFeedForward(self.num_experts, self.experts_top_k, self.mlp_width, self.activation,
                                  balance_weight=self.moe_balance_weight, use_bias=self.use_bias, dtype=self.dtype, name="moe")
         else:
             ffn = FeedForward(self.mlp_width, self.activation, self.use_bias, self.lora_rank, self.lora_alpha,
-                              self.dtype, name="ffn")
+                              self.dtype, init_std=self.init_std, name="ffn")
         drop = nn.Dropout(self.dropout, deterministic=not train)
         norm1, norm2 = (make_norm(self.norm, self.norm_eps, n, self.dtype) for n in ("norm1", "norm2"))
         if self.pre_norm:
-            a, cache = attention(norm1(x), mask, positions, cache, cache_index)
+            a, cache = attention(norm1(x), mask, positions, cache, cache_index, train=train)
             x = x + drop(a)
             return x + drop(ffn(norm2(x))), cache
-        a, cache = attention(x, mask, positions, cache, cache_index)
+        a, cache = attention(x, mask, positions, cache, cache_index, train=train)
         x = norm1(x + drop(a))
         return norm2(x + drop(ffn(x))), cache

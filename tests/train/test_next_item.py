@@ -4,6 +4,7 @@ and SASRec trained through train_and_evaluate beating popularity on valid NDCG@1
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,6 +83,29 @@ def test_sasrec_masks_padding_and_future(small):
     assert np.abs(np.asarray(apply(params, earlier))[:4] - np.asarray(out)[:4]).max() > 1e-4
     with pytest.raises(ConfigError, match="model.max_len=5 is shorter than the histories"):
         build_model("sasrec", small.features, max_len=5)
+
+
+def test_sasrec_recbole_init_and_attention_dropout(small):
+    batch = {HISTORY: jnp.asarray(small.splits["test"][HISTORY][:8]),
+             "history_length": jnp.asarray(small.splits["test"]["history_length"][:8])}
+    kernels = lambda params: [a for path, a in jax.tree_util.tree_flatten_with_path(nn.unbox(params))[0]
+                              if "block_0" in str(path) and path[-1].key == "kernel"]
+    model = build_model("sasrec", small.features, max_len=8)  # RecBole's defaults: N(0, 0.02) Dense kernels, attn dropout 0.5
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+    assert len(kernels(params)) == 6 and all(float(jnp.std(w)) == pytest.approx(0.02, rel=0.1) for w in kernels(params))
+    lecun = build_model("sasrec", small.features, max_len=8, dense_init="lecun").init(jax.random.PRNGKey(0), batch)
+    assert all(float(jnp.std(w)) > 0.05 for w in kernels(lecun))  # lecun_normal over fan-in 64 / 256: 0.125 / 0.0625
+    # residual dropout off, attention dropout on: training outputs depend on the dropout rng, evaluation ones do not
+    only_attn = build_model("sasrec", small.features, max_len=8, dropout=0.0, attention_dropout=0.5)
+    train = lambda key: only_attn.apply(params, batch, train=True, rngs={"dropout": key})
+    assert np.abs(np.asarray(train(jax.random.PRNGKey(1)) - train(jax.random.PRNGKey(2)))).max() > 1e-3
+    no_attn = build_model("sasrec", small.features, max_len=8, dropout=0.0, attention_dropout=0.0)
+    np.testing.assert_allclose(only_attn.apply(params, batch), no_attn.apply(params, batch, train=True,
+                               rngs={"dropout": jax.random.PRNGKey(1)}), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="model.attention_dropout=1.0 must be in"):
+        build_model("sasrec", small.features, max_len=8, attention_dropout=1.0)
+    with pytest.raises(ConfigError, match="model.dense_init='xavier'"):
+        build_model("sasrec", small.features, max_len=8, dense_init="xavier")
 
 
 def test_next_item_task_refuses_other_data(movielens, ml100k_dir):

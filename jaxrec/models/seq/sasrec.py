@@ -11,12 +11,22 @@ oldest first; `jaxrec.data.sequential`), `history_length [B]`; output scores `[B
 V = the `history` feature's vocab_size (N items + padding). The task (`next_item`) ignores
 column 0.
 
-Defaults are RecBole's SASRec (`recbole/properties/model/SASRec.yaml`): n_layers 2, n_heads 2,
-hidden_size 64, inner_size 256, hidden_dropout_prob 0.5, attn_dropout_prob 0.5, hidden_act gelu,
-layer_norm_eps 1e-12, initializer_range 0.02, loss_type CE; its TransformerEncoder is post-norm
-(BERT-style) with a LayerNorm + dropout on the input embeddings. One difference: the blocks of
-`jaxrec.nn.transformer` have no attention-probability dropout (the fused attention has none),
-so `dropout` applies to the embeddings and residual branches only.
+Defaults are RecBole 1.2.1's SASRec (`recbole/properties/model/SASRec.yaml`,
+`recbole/model/sequential_recommender/sasrec.py`, `recbole/model/layers.py`), option by option:
+
+    n_layers 2, n_heads 2, hidden_size 64, inner_size 256   depth, num_heads, width, mlp_width
+    hidden_dropout_prob 0.5 (input embeddings, residuals)   dropout
+    attn_dropout_prob 0.5 (attention probabilities)         attention_dropout
+    hidden_act gelu (erf), layer_norm_eps 1e-12             activation, norm_eps
+    initializer_range 0.02: N(0, 0.02^2) for every           init_scale (tables), dense_init='normal'
+      Embedding and Linear, zero biases, LayerNorm (1, 0)      (Dense kernels N(0, init_scale^2))
+    TransformerEncoder post-norm (BERT): LN(x + drop(f(x)))  pre_norm=False
+    input LN + dropout on E[h] + P, tied output, CE loss     (fixed)
+
+`dense_init='lecun'` gives Flax's lecun_normal kernels instead (what this model used before).
+Remaining differences, outside the model: RecBole's CE runs over all V logits including the
+padding id 0 (jaxrec's `next_item` task drops column 0), and RecBole keeps the last partial batch
+of an epoch (jaxrec's batching drops it).
 """
 
 from __future__ import annotations
@@ -29,17 +39,22 @@ from jaxrec.data.features import lengths_key
 from jaxrec.errors import ConfigError
 from jaxrec.nn.transformer import ACTIVATIONS, TransformerBlock, causal_mask, padding_mask
 
+DENSE_INITS = ("normal", "lecun")
+
 
 class SASRec(nn.Module):
     """SASRec (module docstring). Config keys are the attributes below (`model.<name>`).
 
     Attributes:
       width: D (RecBole hidden_size).  depth: blocks (n_layers).  num_heads: H (n_heads).
-      mlp_width: the FFN's hidden width (inner_size).  dropout: embeddings and residual branches.
+      mlp_width: the FFN's hidden width (inner_size).  dropout: embeddings and residual branches
+      (hidden_dropout_prob).  attention_dropout: attention probabilities (attn_dropout_prob).
       max_len: the learned positions' table size (>= the history feature's max_len).
       pre_norm: pre-norm blocks + a final LayerNorm (the paper) instead of post-norm (RecBole).
-      activation: FFN activation.  norm_eps: LayerNorm epsilon.  init_scale: normal init std of
-      the item and position tables.  history_field: the batch key of the history.
+      activation: FFN activation.  norm_eps: LayerNorm epsilon.  init_scale: normal init std
+      (initializer_range) of the item and position tables and, with dense_init='normal', of the
+      blocks' Dense kernels.  dense_init: 'normal' (RecBole) or 'lecun' (Flax's lecun_normal).
+      history_field: the batch key of the history.
     """
 
     features: tuple = ()
@@ -48,11 +63,13 @@ class SASRec(nn.Module):
     num_heads: int = 2
     mlp_width: int = 256
     dropout: float = 0.5
+    attention_dropout: float = 0.5
     max_len: int = 50
     pre_norm: bool = False
     activation: str = "gelu"
     norm_eps: float = 1e-12
     init_scale: float = 0.02
+    dense_init: str = "normal"
     history_field: str = "history"
 
     EMBEDDING_LAYERS = None  # no sparse tables: the item table is a dense parameter (it is also the output layer)
@@ -65,8 +82,13 @@ class SASRec(nn.Module):
         for key in ("width", "depth", "num_heads", "mlp_width", "max_len"):
             if int(getattr(self, key)) <= 0:
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        for key in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
+        if self.dense_init not in DENSE_INITS:
+            raise ConfigError(f"model.dense_init={self.dense_init!r}: expected one of {list(DENSE_INITS)}")
+        if not self.init_scale > 0:
+            raise ConfigError(f"model.init_scale={self.init_scale} must be positive")
         spec = next((f for f in self.features if f.name == self.history_field), None)
         if spec is not None and spec.max_len > self.max_len:
             raise ConfigError(f"model.max_len={self.max_len} is shorter than the histories ({spec.max_len}, dataset.max_history)")
@@ -88,8 +110,10 @@ class SASRec(nn.Module):
                                    embedding_init=nn.with_logical_partitioning(init, ("vocab", "embed")))
         self.pos_embed = nn.Embed(self.max_len, self.width, name="pos_embed",
                                   embedding_init=nn.with_logical_partitioning(init, ("position", "embed")))
+        init_std = self.init_scale if self.dense_init == "normal" else None
         self.blocks = [TransformerBlock(self.num_heads, self.mlp_width, activation=self.activation, norm="layernorm",
                                         norm_eps=self.norm_eps, pre_norm=self.pre_norm, dropout=self.dropout,
+                                        attention_dropout=self.attention_dropout, init_std=init_std,
                                         name=f"block_{i}") for i in range(self.depth)]
         self.norm = nn.LayerNorm(epsilon=self.norm_eps, name="norm")  # the input LN (post-norm) or the final one (pre-norm)
         self.drop = nn.Dropout(self.dropout)
