@@ -46,13 +46,11 @@ import jax
 import numpy as np
 
 import common
-from jaxrec.data.features import lengths_key
 from jaxrec.data.sequential import HISTORY
 from jaxrec.generate import beam_search
-from jaxrec.generate.nezha import code_verifier, lookup_items, nezha_beam_search, recommend, sid_verifier
-from jaxrec.models.generative import SIDVocab
+from jaxrec.generate.nezha import lookup_items, nezha_beam_search, recommend, sid_verifier
 from jaxrec.models.generative.recommender import wrapped_net
-from jaxrec.pretrain.semantic_ids import item_vectors, movielens_item_texts, semantic_ids
+from jaxrec.pretrain.semantic_ids import dataset_item_texts, item_vectors, semantic_ids
 from jaxrec.train import experiment
 from jaxrec.train import state as state_lib
 from jaxrec.train.cli import load_config_file
@@ -164,9 +162,7 @@ def main() -> None:
     dataset = build_dataset(c0)
 
     # the semantic IDs both models read (the same call the pre-training stage makes), for their stats
-    texts = movielens_item_texts(a.data_dir)
-    texts = [texts[int(r) - 1] for r in dataset.fitted.extra["items"]]
-    sids = semantic_ids(item_vectors("text", texts=texts), int(c0.model.sid_levels), int(c0.model.sid_codebook_size),
+    sids = semantic_ids(item_vectors("text", texts=dataset_item_texts(dataset)), int(c0.model.sid_levels), int(c0.model.sid_codebook_size),
                         method=str(c0.model.sid_method), balanced=bool(c0.model.sid_balanced),
                         seed=int(c0.model.sid_seed))
     print("semantic IDs:", sids.codebook_sizes, {k: sids.stats[k] for k in ("collision_rate", "recon_rel_mse", "usage")},

@@ -615,12 +615,7 @@ def sid_constants(dataset, options: Mapping) -> dict:
                 raise ConfigError(f"model.sid_source={source!r} embeds MovieLens item texts (dataset.source='movielens'); "
                                   f"for {extra.get('source')} use model.sid_source='collab' (model.sid_table) or 'file' "
                                   f"(model.sid_path)")
-            texts = movielens_item_texts(extra["data_dir"])
-            try:
-                texts = [texts[int(r) - 1] for r in raw]
-            except (ValueError, IndexError):
-                raise DataError(f"{extra['data_dir']}/u.item: the dataset's item ids are not MovieLens item ids "
-                                f"1..{len(texts)}") from None
+            texts = dataset_item_texts(dataset)
             log.info("semantic IDs: encoding %d item texts (all-MiniLM-L6-v2)", len(texts))
         if source in ("collab", "both"):
             table = _npy(str(o["sid_table"]), "model.sid_table", "a learned item table [num_items, d] "
@@ -637,6 +632,18 @@ def sid_constants(dataset, options: Mapping) -> dict:
         raise ConfigError(f"model.sid_source={source!r}: expected 'text', 'collab', 'both' or 'file'")
     table = np.concatenate([np.zeros((1, codes.shape[1]), np.int32), codes.astype(np.int32)])
     return {"item_codes": Frozen(table), "codebook_sizes": tuple(int(k) for k in sizes)}
+
+
+def dataset_item_texts(dataset) -> list[str]:
+    """`movielens_item_texts` in the item order of a MovieLens next-item dataset (row i = item id
+    i + 1, `Dataset.fitted.extra['items']` the raw ids), read from its `data_dir`."""
+    extra = dataset.fitted.extra
+    texts = movielens_item_texts(extra["data_dir"])
+    try:
+        return [texts[int(r) - 1] for r in extra["items"]]
+    except (ValueError, IndexError):
+        raise DataError(f"{extra['data_dir']}/u.item: the dataset's item ids are not MovieLens item ids "
+                        f"1..{len(texts)}") from None
 
 
 def _npy(path: str, key: str, what: str, num_items: int, kind) -> np.ndarray:
@@ -667,4 +674,4 @@ def _codes_file(path: str, num_items: int) -> tuple[np.ndarray, tuple]:
 
 __all__ = ["SemanticIDs", "RQVAE", "RQVAEOptions", "semantic_ids", "rq_kmeans", "rq_vae", "kmeans", "kmeans_pp_init",
            "lloyd", "balanced_assign", "residual_quantise", "add_unique_level", "collision_rate", "code_usage",
-           "check_item_vectors", "movielens_item_texts", "item_vectors", "sid_constants"]
+           "check_item_vectors", "movielens_item_texts", "dataset_item_texts", "item_vectors", "sid_constants"]
