@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from jaxrec.generate import (HashSetConstraint, TrieConstraint, WeightedTrieConstraint, beam_search, generate,
                              sample_logits, top_k_mask, top_p_mask)
 from jaxrec.generate.constraints import DecodeState
-from jaxrec.generate.decode import _beam_search
+from jaxrec.generate.decode import _beam_search, prepare_prompts
+from jaxrec.generate.scoring import sequence_logprob, token_logprobs
 from jaxrec.models.text.gpt import GPT
 
 PAD, EOS = 0, 1
@@ -207,7 +208,7 @@ def test_beam_search_under_trie_with_eos(allowed, seed):
 def test_length_penalty_reranks_finished_hypotheses():
     model, variables = tiny(vocab=V)
     allowed = [(2,), (3, 4, 5), (6, 7)]
-    trie = TrieConstraint.build(allowed, V, eos_id=EOS)
+    trie = TrieConstraint.build(allowed, model.vocab_size, eos_id=EOS)
     for lp in (0.0, 1.0):
         beams = beam_search(model, variables, [[2, 3]], 4, 4, eos_id=EOS, logits_processor=trie, length_penalty=lp)
         truth = sorted((seq_logprob(model, variables, [2, 3], list(s) + [EOS]) / (len(s) + 1) ** lp, s) for s in allowed)[::-1]
@@ -301,3 +302,48 @@ def test_bad_inputs_get_clear_errors():
         TrieConstraint.build([[1, 9]], 8)
     with pytest.raises(ValueError, match=r"codes must lie in \[0, codebook_size=4\)"):
         HashSetConstraint.build([[0, 4]], 4)
+
+
+# ---- (g): teacher-forced scoring (generate.scoring) -----------------------------------------------
+
+def test_token_logprobs_equal_full_forwards_on_ragged_prompts_and_lengths():
+    model, variables = tiny(seed=4)
+    prompts, conts, lengths = [[3, 4, 5], [8], [9, 10, 11, 12]], [[6, 7, 2], [5, 1, 0], [4, 0, 0]], [3, 2, 1]
+    tokens, valid = prepare_prompts(model, prompts, 3)
+    got = token_logprobs(model, variables, jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(conts, jnp.int32),
+                         jnp.asarray(lengths))
+    for r in range(3):
+        want = [seq_logprob(model, variables, prompts[r] + conts[r][:j], [conts[r][j]]) for j in range(lengths[r])]
+        np.testing.assert_allclose(np.asarray(got[r, :lengths[r]]), want, rtol=1e-4, atol=1e-4)
+        assert (np.asarray(got[r, lengths[r]:]) == 0).all()
+    total = sequence_logprob(model, variables, jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray(conts, jnp.int32),
+                             jnp.asarray(lengths))
+    np.testing.assert_allclose(np.asarray(total), np.asarray(got).sum(1), rtol=1e-6)
+
+
+def test_token_logprobs_under_a_trie_renormalise_over_the_valid_children():
+    model, variables = tiny(seed=5)
+    allowed = [(2, 3), (2, 5), (4, 6)]
+    trie = TrieConstraint.build(allowed, model.vocab_size, eos_id=EOS)
+    tokens, valid = prepare_prompts(model, [[7, 8]], 3)
+    got = token_logprobs(model, variables, jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray([[2, 5, EOS]]),
+                         processor=trie)
+    logp = lambda prefix: jax.nn.log_softmax(full_logits(model, variables, [7, 8] + prefix))[-1]  # noqa: E731
+    p0, p1 = logp([]), logp([2])
+    want = [p0[2] - np.logaddexp(p0[2], p0[4]), p1[5] - np.logaddexp(p1[3], p1[5]), 0.0]  # EOS: the only choice
+    np.testing.assert_allclose(np.asarray(got[0]), want, rtol=1e-4, atol=1e-5)
+    # the constrained distribution sums to one over the allowed set, and gradients past EOS stay finite
+    probs = [np.exp(float(token_logprobs(model, variables, jnp.asarray(tokens), jnp.asarray(valid),
+                                         jnp.asarray([list(s) + [EOS]]), processor=trie).sum())) for s in allowed]
+    np.testing.assert_allclose(sum(probs), 1.0, rtol=1e-5)
+    grads = jax.grad(lambda v: token_logprobs(model, v, jnp.asarray(tokens), jnp.asarray(valid), jnp.asarray([[4, 6, EOS]]),
+                                              jnp.asarray([2]), processor=trie).sum())(variables)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+
+
+def test_weighted_trie_aggregates():
+    seqs, values = [[2, 3], [2, 4], [5, 6]], [1.0, 4.0, 2.0]
+    node = {a: np.asarray(WeightedTrieConstraint.build(seqs, values, 8, aggregate=a).node_values)[1] for a in ("max", "mean", "sum")}
+    assert node == {"max": 4.0, "mean": 2.5, "sum": 5.0}  # node 1 = prefix (2,): items 1 and 4 below it
+    with pytest.raises(ValueError, match="aggregate='median'"):
+        WeightedTrieConstraint.build(seqs, values, 8, aggregate="median")

@@ -22,7 +22,8 @@ weighted trie).
     sids = HashSetConstraint.build([[1, 2, 3], [1, 0, 2]], codebook_size=16)
 
 Modules: `decode` (the loops, host-side prompt checks, sampling functions), `constraints`
-(the processor protocol and the constraints). Everything jits with static shapes; a processor's
+(the processor protocol and the constraints), `scoring` (teacher-forced log-probabilities of
+given continuations, optionally under a processor: what DPO and GFlowNet losses train on). Everything jits with static shapes; a processor's
 arrays are arguments, so new values (`WeightedTrieConstraint.with_values`) do not recompile.
 """
 
@@ -30,7 +31,8 @@ from jaxrec.generate.constraints import (Chain, DecodeState, FunctionProcessor, 
                                          Trie, TrieConstraint, WeightedTrieConstraint, as_processor, build_trie)
 from jaxrec.generate.decode import (Beams, Generation, beam_search, generate, prepare_prompts, sample_logits,
                                     top_k_mask, top_p_mask)
+from jaxrec.generate.scoring import sequence_logprob, token_logprobs
 
 __all__ = ["Beams", "Chain", "DecodeState", "FunctionProcessor", "Generation", "HashSetConstraint", "LogitsProcessor",
            "Trie", "TrieConstraint", "WeightedTrieConstraint", "as_processor", "beam_search", "build_trie", "generate",
-           "prepare_prompts", "sample_logits", "top_k_mask", "top_p_mask"]
+           "prepare_prompts", "sample_logits", "sequence_logprob", "token_logprobs", "top_k_mask", "top_p_mask"]

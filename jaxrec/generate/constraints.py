@@ -25,8 +25,9 @@ Constraints (all static shapes, jit-able):
   `code = c_1 + K c_2 + ... + K^(L-1) c_L`; per-level prefix sets `P_i = {code mod K^i}`, sorted;
   at step i token t (code `c = t - offsets[i]`) is allowed iff `partial + K^(i-1) c` is in `P_i`
   (`searchsorted`), the carry being the partial code.
-- `WeightedTrieConstraint` (VALUE, spec section 3): a trie with per-node values v(n) (the max of
-  the item values in the subtree); over the allowed children A of the current node
+- `WeightedTrieConstraint` (VALUE, spec section 3): a trie with per-node values v(n), the
+  `aggregate` ('max', the default; 'mean' or 'sum') of the item values in the subtree; over the
+  allowed children A of the current node
 
       p'(t) proportional to p(t)^(1/tau) * (v(child_t) / max_{t' in A} v(child_t'))^alpha
 
@@ -228,9 +229,13 @@ def _check_eos_outside(trie: Trie, eos_id: int | None) -> None:
 
 @struct.dataclass
 class WeightedTrieConstraint(LogitsProcessor):
-    """VALUE's weighted trie (module docstring). `node_values [num_nodes]` = max item value in the
-    subtree, `end_values [num_nodes]` = the value of the item ending at the node; `alpha`, `tau`
-    are arrays too, so new values or weights decode without recompiling."""
+    """VALUE's weighted trie (module docstring). `node_values [num_nodes]` = the `aggregate` of the
+    item values in the subtree, `end_values [num_nodes]` = the value of the item ending at the node;
+    `alpha`, `tau` are arrays too, so new values or weights decode without recompiling.
+
+    Which aggregate VALUE uses is not stated in what we could read of the paper [I]: 'max' (a
+    prefix is worth its best completion, the default) matches "steer to high-value bidwords";
+    'mean' favours prefixes whose completions are all valuable; 'sum' favours crowded prefixes."""
 
     children: jax.Array
     terminal: jax.Array
@@ -240,16 +245,23 @@ class WeightedTrieConstraint(LogitsProcessor):
     alpha: jax.Array
     tau: jax.Array
     eos_id: int | None = struct.field(pytree_node=False, default=None)
+    aggregate: str = struct.field(pytree_node=False, default="max")
+
+    AGGREGATES = ("max", "mean", "sum")
 
     @classmethod
     def build(cls, sequences: Sequence[Sequence[int]], values: Sequence[float], vocab_size: int, alpha: float = 1.0,
-              tau: float = 1.0, eos_id: int | None = None, num_nodes: int | None = None) -> "WeightedTrieConstraint":
-        """From allowed sequences and one non-negative value per sequence; `num_nodes` as `build_trie`."""
+              tau: float = 1.0, eos_id: int | None = None, num_nodes: int | None = None,
+              aggregate: str = "max") -> "WeightedTrieConstraint":
+        """From allowed sequences and one non-negative value per sequence; `num_nodes` as `build_trie`;
+        `aggregate` 'max' | 'mean' | 'sum' (class docstring)."""
+        if aggregate not in cls.AGGREGATES:
+            raise ValueError(f"aggregate={aggregate!r}: expected one of {cls.AGGREGATES}")
         trie = build_trie(sequences, vocab_size, num_nodes)
         _check_eos_outside(trie, eos_id)
         z = jnp.zeros((trie.num_nodes,), jnp.float32)
         out = cls(jnp.asarray(trie.children), jnp.asarray(trie.terminal), jnp.asarray(trie.paths), z, z,
-                  jnp.float32(alpha), jnp.float32(tau), eos_id)
+                  jnp.float32(alpha), jnp.float32(tau), eos_id, aggregate)
         return out.with_values(values)
 
     def with_values(self, values: Sequence[float] | np.ndarray) -> "WeightedTrieConstraint":
@@ -263,7 +275,14 @@ class WeightedTrieConstraint(LogitsProcessor):
         node = np.zeros(self.children.shape[0], np.float32)
         end = np.zeros_like(node)
         mask = paths >= 0
-        np.maximum.at(node, paths[mask], np.broadcast_to(values[:, None], paths.shape)[mask])
+        item_values = np.broadcast_to(values[:, None], paths.shape)[mask]
+        if self.aggregate == "max":
+            np.maximum.at(node, paths[mask], item_values)
+        else:
+            np.add.at(node, paths[mask], item_values)
+            if self.aggregate == "mean":
+                count = np.bincount(paths[mask], minlength=len(node)).astype(np.float32)
+                node = node / np.maximum(count, 1)
         last = paths[np.arange(len(paths)), mask.sum(1) - 1]
         np.maximum.at(end, last, values)
         return self.replace(node_values=jnp.asarray(node), end_values=jnp.asarray(end))
