@@ -48,7 +48,7 @@ import numpy as np
 import common
 from jaxrec.data.sequential import HISTORY
 from jaxrec.generate import beam_search
-from jaxrec.generate.nezha import lookup_items, nezha_beam_search, recommend, sid_verifier
+from jaxrec.generate.nezha import lookup_items, nezha_beam_search, recommend, sid_verifier, unpadded
 from jaxrec.models.generative.recommender import wrapped_net
 from jaxrec.pretrain.semantic_ids import dataset_item_texts, item_vectors, semantic_ids
 from jaxrec.train import experiment
@@ -126,7 +126,8 @@ def invalid_rates(models: dict, beam: int) -> dict:
     v = state_lib.variables(params)
     prompts = np.asarray(jax.jit(lambda v, b: model.apply(v, b, method=type(model).prompts))(v, cols))
     net, net_vars = wrapped_net(model), {"params": v["params"]["net"]}
-    seqs = np.asarray(beam_search(net, net_vars, prompts, vocab.num_levels, beam, pad_id=vocab.pad_id).sequences)
+    seqs = np.asarray(beam_search(net, net_vars, unpadded(prompts, vocab.pad_id), vocab.num_levels, beam,
+                                  pad_id=vocab.pad_id, pad_to=prompts.shape[1]).sequences)
     codes = seqs - np.asarray(vocab.offsets)
     well_formed = ((codes >= 0) & (codes < np.asarray(vocab.codebook_sizes))).all(-1)
     real = np.where(well_formed, lookup_items(items, np.where(well_formed[..., None], codes, -1)), -1) >= 0

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from jaxrec.errors import DataError
 from jaxrec.generate.nezha import lookup_items, nezha_beam_search, sid_verifier, tiger_beam_search
-from jaxrec.models.generative import NEZHA, SIDVocab, make_nezha, make_tiger, nezha_loss, tiger_loss
+from jaxrec.models.generative import SIDVocab, make_nezha, make_tiger, nezha_loss, tiger_loss
 from jaxrec.models.text.gpt import GPT
 
 SIZES = (4, 4, 3)  # K_1, K_2, K_3: 48 possible codes
@@ -174,3 +174,16 @@ def test_teacher_forced_training_fits_a_next_item_function(kind):
     accuracy = (np.asarray(out.codes[:, 0]) == codes).all(-1).mean()
     assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:5]), (losses[:5], losses[-20:])
     assert accuracy > 0.6, accuracy  # chance: 1 / 24
+
+
+def test_tiger_padded_prompt_decodes_as_the_row_alone():
+    """Left pads of SID prompts are not tokens: a short history in a padded batch decodes exactly as alone."""
+    items = _items(1, M)
+    prompts = VOCAB.history(items, [[0, 3, 5], [7], [6, 6, 2, 1, 4]], HISTORY)
+    variables = _init(_tiger, prompts, items[:B], seed=2)
+    verifier = sid_verifier(VOCAB, items)
+    batch = tiger_beam_search(_tiger, variables, prompts, VOCAB, BEAM, verifier)
+    for r in range(B):
+        alone = tiger_beam_search(_tiger, variables, prompts[r][prompts[r] != 0][None], VOCAB, BEAM, verifier)
+        np.testing.assert_array_equal(np.asarray(batch.codes[r]), np.asarray(alone.codes[0]))
+        np.testing.assert_allclose(np.asarray(batch.scores[r]), np.asarray(alone.scores[0]), rtol=1e-5, atol=1e-5)

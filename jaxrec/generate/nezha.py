@@ -80,14 +80,21 @@ def _prompts(tokens: np.ndarray | Sequence[Sequence[int]], vocab_size: int) -> n
     return tokens.astype(np.int32)
 
 
+def unpadded(prompts: np.ndarray, pad_id: int) -> list[np.ndarray]:
+    """The rows of left-padded SID prompts `[B, P]` without their pads (ragged), what
+    `jaxrec.generate.beam_search` takes: a `[B, P]` array there counts every slot as a token."""
+    return [row[row != pad_id] for row in np.asarray(prompts)]
+
+
 def tiger_beam_search(model: TIGER, variables: dict, prompts: np.ndarray, vocab: SIDVocab, beam_width: int,
                       constraint: Any) -> SIDBeams:
     """TIGER decoding: `jaxrec.generate.beam_search` over the KV cache, L steps, `constraint` a
     `HashSetConstraint` (`sid_verifier`) or a `TrieConstraint` over the items' token sequences.
-    `prompts [B, P]` from `SIDVocab.history` (left-padded with pad 0). -> `SIDBeams`."""
+    `prompts [B, P]` from `SIDVocab.history` (left-padded with pad 0: the pads are not prompt
+    tokens, so a padded row decodes as it would alone). -> `SIDBeams`."""
     prompts = _prompts(prompts, model.vocab_size)
-    beams = beam_search(model, variables, prompts, vocab.num_levels, beam_width, pad_id=vocab.pad_id,
-                        logits_processor=constraint)
+    beams = beam_search(model, variables, unpadded(prompts, vocab.pad_id), vocab.num_levels, beam_width,
+                        pad_id=vocab.pad_id, logits_processor=constraint, pad_to=prompts.shape[1])
     return _as_codes(beams, vocab)
 
 
