@@ -282,7 +282,7 @@ def main() -> None:
     sexp = experiment.build(srun["config"], dataset)
     sasrec = (sexp, experiment.restore_best(sexp, srun["workdir"])[0])
     print(f"SASRec: valid {srun['valid']} ({time.time() - t0:.0f} s)", flush=True)
-    num_users = int(max(split_columns(dataset, s)[USER].max() for s in ("train", "valid", "test"))) + 1
+    num_users = int(split_columns(dataset, "valid")[USER].max()) + 1   # every kept user has one valid row
     num_items = int(np.asarray(exp.model.item_codes.value).shape[0])
     ctr_logit, ctr_auc, ctr_loss = train_ctr(dataset, num_users, num_items, a.ctr_epochs)
     print(f"DeepFM reward model: valid AUC {ctr_auc:.4f} (train loss {ctr_loss:.4f}) ({time.time() - t0:.0f} s)", flush=True)
