@@ -104,11 +104,12 @@ def test_one_step_lowers_every_objective_on_its_batch(objective):
     assert np.isfinite(float(before)) and float(after) < float(before), (objective, before, after)
 
 
-def test_tb_fine_tuning_with_the_sampler_reaches_reward_over_z():
-    """On-policy TB (no positive, no CF slots), reward eps + lam sigmoid(s) with a known s per item:
-    the constrained policy's item distribution must match R / Z (TV <= 0.05), log Z(u) -> log Z."""
+@pytest.mark.parametrize("objective", ["tb", "subtb"])
+def test_gflownet_fine_tuning_with_the_sampler_reaches_reward_over_z(objective):
+    """On-policy TB / SubTB (no positive, no CF slots), reward eps + lam sigmoid(s) with a known s per
+    item: the constrained policy's item distribution must match R / Z (TV <= 0.05), log Z(u) -> log Z."""
     model, net_params, trie = _toy()
-    cfg = g.GFlowGRConfig(objective="tb", num_samples=32, include_positive=False, cf_start=0.0, cf_end=0.0,
+    cfg = g.GFlowGRConfig(objective=objective, num_samples=32, include_positive=False, cf_start=0.0, cf_end=0.0,
                           schedule="constant", r_pos=0.0, eps=0.05, lam=2.0, weighting="none", sft_weight=0.0,
                           total_steps=1, head_width=8)
     params = {"net": net_params, **g.init_heads(jax.random.key(1), model.width, cfg)}
