@@ -282,6 +282,26 @@ def test_weighted_trie_alpha_zero_is_the_trie_and_alpha_steers_to_value():
     assert _beam_search._cache_size() == compiled
 
 
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(allowed=st.sets(st.lists(TOKENS, min_size=1, max_size=L).map(tuple), min_size=1, max_size=BEAM),
+       values=st.lists(st.floats(0.0, 10.0), min_size=BEAM, max_size=BEAM), alpha=st.sampled_from([0.5, 2.0, 50.0]),
+       tau=st.sampled_from([0.5, 1.0]), aggregate=st.sampled_from(["max", "mean", "sum"]))
+def test_weighted_trie_beams_never_leave_the_trie(allowed, values, alpha, tau, aggregate):
+    """Whatever the values (zeros included), weights and aggregate: every live beam is an allowed sequence + EOS."""
+    model, variables = tiny(vocab=V, seed=1)
+    allowed = sorted(allowed)
+    w = WeightedTrieConstraint.build(allowed, values[:len(allowed)], V, alpha=alpha, tau=tau, eos_id=EOS,
+                                     num_nodes=3 * BEAM + 2, aggregate=aggregate)
+    beams = beam_search(model, variables, [[2, 3], [4]], L + 1, BEAM, eos_id=EOS, logits_processor=w)
+    for r in range(2):
+        live = np.flatnonzero(np.isfinite(beams.scores[r]))
+        assert len(live) >= 1
+        for b in live:
+            n = int(beams.lengths[r, b])
+            assert int(beams.sequences[r, b, n - 1]) == EOS
+            assert tuple(int(t) for t in beams.sequences[r, b, :n - 1]) in allowed
+
 # ---- (f): bad inputs ------------------------------------------------------------------------------
 
 def test_bad_inputs_get_clear_errors():

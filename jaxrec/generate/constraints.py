@@ -32,7 +32,9 @@ Constraints (all static shapes, jit-able):
       p'(t) proportional to p(t)^(1/tau) * (v(child_t) / max_{t' in A} v(child_t'))^alpha
 
   i.e. scores `log p(t) / tau + alpha * log(v(child_t) / max_A v)` (EOS at a terminal node counts
-  with the value of the item ending there). alpha = 0, tau = 1 is exactly `TrieConstraint`.
+  with the value of the item ending there). alpha = 0, tau = 1 is exactly `TrieConstraint`. With
+  alpha > 0 a child worth 0 beside a child worth more is forbidden (p' = 0); where every allowed
+  child is worth 0 the ratio is taken as 1 (0/0: no preference), so decoding never dead-ends.
 """
 
 from __future__ import annotations
@@ -298,7 +300,7 @@ class WeightedTrieConstraint(LogitsProcessor):
             v = v.at[:, self.eos_id].set(self.end_values[node])
         v = jnp.where(allowed, v, 0.0)
         vmax = jnp.max(v, axis=-1, keepdims=True)
-        ratio = v / jnp.where(vmax > 0, vmax, 1.0)
+        ratio = jnp.where(vmax > 0, v / jnp.where(vmax > 0, vmax, 1.0), 1.0)  # all children worth 0: no preference
         log_ratio = jnp.where(ratio > 0, jnp.log(jnp.where(ratio > 0, ratio, 1.0)), NEG_INF)
         bonus = jnp.where(self.alpha == 0, 0.0, self.alpha * log_ratio)
         return jnp.where(allowed, scores / self.tau + bonus, NEG_INF)
