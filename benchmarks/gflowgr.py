@@ -72,7 +72,7 @@ LABELS = {"tb": "GFlowGR (TB)", "subtb": "GFlowGR (SubTB)", "sft": "SFT only", "
 
 # The page's hand-written reading of the last full run (a rerun with other figures must revise it).
 READING = [
-    '## Reading (written by hand after the run at commit 3913731; kept by reruns: check it against the tables above)',
+    '## Reading (written by hand after the runs at commits 3913731 and a9fdbae, the second adding SubTB with identical figures for the rest; kept by reruns: check it against the tables above)',
     '',
     '- On this budget GFlowGR does what its objective asks and not what the paper claims: trained towards',
     '  P(x) proportional to R(u, x), it raises the reward of the generated top-10 (0.615 vs 0.575 for SFT,',
@@ -84,6 +84,10 @@ READING = [
     '- The TB loss was still falling at the last step (per-batch loss 30.7 -> 11.6, of which ~9.7 is the SFT',
     '  term): 60 steps of 32 users is a CPU budget, not convergence. The run is deterministic on this machine',
     '  (run 1, commit a30fe43, gave the same figures for every configuration both runs share).',
+    '- SubTB (a flow head on every state, lambda 1, the same lr choice on valid) lands between TB and SFT: test',
+    '  NDCG@10 0.0107, reward@10 0.594, coverage 0.031, long-tail 0.108. The token-level balance keeps more',
+    '  diversity than TB but does not beat SFT or DPO on NDCG@10; it carries no claim (it was not among the',
+    '  claims fixed before the first run).',
     "- Exposure is 1.0 for every method by construction (every MovieLens-100K item is some user's train",
     '  positive); a per-user measure (own-history) is reported beside it.',
     '- Valid and test disagree in level (the start: valid NDCG@10 0.0187, test 0.0128), as on the',
