@@ -40,7 +40,6 @@ for tests.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 

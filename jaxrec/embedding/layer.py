@@ -45,8 +45,7 @@ import jax.numpy as jnp
 from jaxrec.data.features import Feature, Sequence, is_embedded, lengths_key
 from jaxrec.embedding.amtl import AMTLMask, frequency_key, mask_name
 from jaxrec.embedding.compressed import fuse
-from jaxrec.embedding.plan import (ROWS, STACKED, LayerPlan, StackLayout, declared_layers, embedding_plan, group_stacks,
-                                   plan_layer, stack_path_in, stacked_layout_at)
+from jaxrec.embedding.plan import (STACKED, LayerPlan, StackLayout, declared_layers, embedding_plan, plan_layer)
 from jaxrec.embedding.specs import TableOptions, table_name
 from jaxrec.nn.layers import AUX_LOSSES  # re-exported: the trainer adds these terms to the loss
 

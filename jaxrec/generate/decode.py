@@ -43,7 +43,7 @@ import numpy as np
 from jaxrec.errors import DataError
 from jaxrec.generate.constraints import NEG_INF, DecodeState, LogitsProcessor, as_processor
 from jaxrec.models.text.gpt import DTYPES, GPT, init_cache
-from jaxrec.nn.transformer import decode_mask
+from jaxrec.nn.transformer import decode_mask, valid_positions
 
 
 class Generation(NamedTuple):
@@ -159,7 +159,7 @@ def _prefill(model: GPT, variables, tokens, valid_prompt, cache_len: int):
     b, p = tokens.shape
     cache = init_cache(model, b, cache_len, DTYPES[model.dtype])
     valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(valid_prompt)
-    positions = jnp.maximum(jnp.cumsum(valid_prompt, axis=1) - 1, 0).astype(jnp.int32)
+    positions = valid_positions(valid_prompt)
     logits, cache = _apply(model, variables, GPT.decode, tokens, positions, valid, cache, jnp.int32(0))
     return logits[:, -1], cache, valid, valid_prompt.sum(1).astype(jnp.int32)
 
@@ -173,7 +173,7 @@ def _step(model: GPT, variables, tok, pos, valid, cache, slot):
 
 def _full(model: GPT, variables, buffer, valid):
     """The whole buffer `[B, S]` without a cache -> logits `[B, S, V]`."""
-    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+    positions = valid_positions(valid)
     return _apply(model, variables, GPT.forward, buffer, positions, decode_mask(valid, 0, buffer.shape[1]))[0]
 
 

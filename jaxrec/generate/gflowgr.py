@@ -80,7 +80,7 @@ from jaxrec.generate.scoring import token_logprobs
 from jaxrec.losses.gflownet import subtrajectory_balance, trajectory_balance
 from jaxrec.losses.preference import dpo_loss
 from jaxrec.models.text.gpt import GPT
-from jaxrec.nn.transformer import decode_mask
+from jaxrec.nn.transformer import decode_mask, valid_positions
 
 OBJECTIVES = ("tb", "subtb", "sft", "dpo", "reinforce")
 SCHEDULES = ("constant", "linear", "confidence")
@@ -262,7 +262,7 @@ def init_heads(key: jax.Array, width: int, cfg: GFlowGRConfig) -> dict:
 
 
 def _hidden(net: GPT, net_vars: dict, tokens: jax.Array, valid: jax.Array) -> jax.Array:
-    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+    positions = valid_positions(valid)
     return net.apply(net_vars, tokens, positions, decode_mask(valid, 0, tokens.shape[1]), method=GPT.hidden)[0]
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from jaxrec.generate.constraints import DecodeState, as_processor
 from jaxrec.models.text.gpt import GPT
-from jaxrec.nn.transformer import decode_mask
+from jaxrec.nn.transformer import decode_mask, valid_positions
 
 
 def token_logprobs(model: GPT, variables: dict, prompts: jax.Array, valid: jax.Array, continuation: jax.Array,
@@ -47,7 +47,7 @@ def token_logprobs(model: GPT, variables: dict, prompts: jax.Array, valid: jax.A
     real = jnp.arange(n)[None, :] < (jnp.full((b,), n) if lengths is None else lengths)[:, None]
     tokens = jnp.concatenate([prompts, continuation], axis=1).astype(jnp.int32)[:, :-1]
     mask = jnp.concatenate([valid, real], axis=1)[:, :-1]
-    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+    positions = valid_positions(mask)
     logits = model.apply(variables, tokens, positions, decode_mask(mask, 0, tokens.shape[1]), train=train,
                          method=GPT.forward, rngs=rngs)[0][:, p - 1:]
     scores = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)

@@ -75,6 +75,12 @@ def decode_mask(valid: jax.Array, cache_index: jax.Array, length: int) -> jax.Ar
     return (slots[None, :] <= queries[:, None])[None, None] & padding_mask(valid)
 
 
+
+def valid_positions(valid: jax.Array) -> jax.Array:
+    """`valid [B, T]` -> positions `[B, T]` int32: the number of real tokens before each (pads: 0),
+    so a left-padded row has the positions it would have alone (what `decode_mask` pairs with)."""
+    return jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+
 def rope(x: jax.Array, positions: jax.Array, theta: float = 10000.0) -> jax.Array:
     """Rotary position embedding of `x [B, T, N, d_h]` at integer `positions [B, T]` (d_h even)."""
     d = x.shape[-1]

@@ -318,8 +318,8 @@ def stream_run(config) -> StreamRun:
         raise ConfigError(f"task.method={t['method']!r}: expected one of {sorted(METHODS)}")
     extra = sorted(set(config.model.keys()) - {"name", "embed_dim"})
     if config.model.name != "multi_head_dnn" or extra:
-        raise ConfigError(f"task.name='delayed_feedback' trains the methods' own networks (FAMILIES): set model.name="
-                          f"'multi_head_dnn' and at most model.embed_dim" + (f"; not {['model.' + k for k in extra]}" if extra else ""))
+        raise ConfigError("task.name='delayed_feedback' trains the methods' own networks (FAMILIES): set model.name="
+                          "'multi_head_dnn' and at most model.embed_dim" + (f"; not {['model.' + k for k in extra]}" if extra else ""))
     options = TrainOptions(lr=float(config.optimizer.lr), batch_size=int(config.train.batch_size),
                            pretrain_epochs=int(t["pretrain_epochs"]), embed_dim=int(config.model.get("embed_dim", 8)))
     log = load_conversion_log(config.dataset.name, **{k: v for k, v in config.dataset.items() if k != "name"})

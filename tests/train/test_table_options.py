@@ -7,7 +7,7 @@ import pytest
 from jaxrec.data import batching
 from jaxrec.data.features import Categorical
 from jaxrec.embedding import EmbeddingLayer
-from jaxrec.embedding.layer import group_stacks
+from jaxrec.embedding.plan import group_stacks
 from jaxrec.embedding.specs import TableOptions, TableSpec
 from jaxrec.errors import ConfigError
 from jaxrec.train.experiment import build

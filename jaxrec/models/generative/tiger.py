@@ -25,12 +25,10 @@ import optax
 
 from jaxrec.models.generative.sid import PAD, SIDVocab
 from jaxrec.models.text.gpt import GPT
-from jaxrec.nn.transformer import decode_mask
+from jaxrec.nn.transformer import decode_mask, valid_positions
 
 
-def prompt_positions(valid: jax.Array) -> jax.Array:
-    """`valid [B, T]` -> positions `[B, T]`: the number of real tokens before each (pads: 0)."""
-    return jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
+prompt_positions = valid_positions  # the positions of a left-padded SID prompt (`jaxrec.nn.transformer`)
 
 
 class TIGER(GPT):
