@@ -56,7 +56,7 @@ from jaxrec.errors import CheckpointDamaged, ConfigError, DataError, TrainingDiv
 
 JAXREC_ERRORS = (WorkdirConflict, CheckpointDamaged, ConfigError, DataError, TrainingDiverged)
 CATEGORIES = ("config", "tabular CSV", "Parquet", "MovieLens", "eval", "workdir", "text", "semantic IDs",
-              "rewriting file", "generative fine-tuning")
+              "rewriting", "generative fine-tuning")
 
 
 class Handled(str):
@@ -905,7 +905,21 @@ for _name, _input, _text, _suffix in (
         ("disagree", "the same bidword and window with two values (lines 2, 3)",
          "query,bidword,value\nq,heat,1\nr,heat,2\n", ".csv"),
         ("header_only", "a header and no data rows", "query,bidword,value\n", ".csv")):
-    case("rewriting file", _input)(lambda ctx, n=_name, t=_text, x=_suffix: _rewrite_file(ctx, n, t, x))
+    case("rewriting", _input)(lambda ctx, n=_name, t=_text, x=_suffix: _rewrite_file(ctx, n, t, x))
+
+
+def _rewriting(ctx, **kw):
+    """`dataset.name='rewriting'` (VALUE's SFT data, `jaxrec.data.bidwords.load_rewriting`)."""
+    from jaxrec.data.bidwords import load_rewriting
+
+    return load_rewriting(data_dir=str(ctx.ml100k), **kw)
+
+
+case("rewriting", "dataset.source='s3'")(lambda ctx: _rewriting(ctx, source="s3"))
+case("rewriting", "dataset.source='file' without dataset.path")(lambda ctx: _rewriting(ctx, source="file"))
+case("rewriting", "dataset.vocab_size=100 (< 257 byte-level ids)")(lambda ctx: _rewriting(ctx, vocab_size=100))
+case("rewriting", "dataset.context=8, shorter than a query + bidword row", "data")(
+    lambda ctx: _rewriting(ctx, context=8, max_queries=50))
 
 
 def _gflowgr(**kw):

@@ -3,6 +3,7 @@
 `DATASETS` maps a config's `dataset.name` to its loader; each loader returns a `Dataset`.
 """
 
+from jaxrec.data.bidwords import load_rewriting
 from jaxrec.data.criteo import load_criteo
 from jaxrec.data.dataset import LABELS, Dataset
 from jaxrec.data.features import Categorical, Numeric, Sequence
@@ -21,8 +22,9 @@ DATASETS = {
     "synthetic_multitask": load_synthetic_multitask,
     "text": load_text,
     "sequential": load_sequential,
+    "rewriting": load_rewriting,
 }
 
 __all__ = ["DATASETS", "LABELS", "Dataset", "Categorical", "Numeric", "Sequence",
            "SyntheticSpec", "load_criteo", "load_movielens_100k", "load_sequential", "load_synthetic",
-           "load_synthetic_multitask", "load_tabular", "load_text"]
+           "load_rewriting", "load_synthetic_multitask", "load_tabular", "load_text"]

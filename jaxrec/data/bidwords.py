@@ -47,6 +47,7 @@ DataErrors naming the file, the line and the field.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -55,7 +56,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxrec.errors import DataError
+from jaxrec.data.dataset import LABELS, SPLITS, Dataset
+from jaxrec.data.features import Sequence as SequenceSpec
+from jaxrec.data.features import lengths_key
+from jaxrec.data.fitted import Fitted, apply_fitted
+from jaxrec.data.text import MIN_BPE_VOCAB, TOKEN_BYTES, TOKENS, load_tokenizer, token_bytes, train_tokenizer
+from jaxrec.errors import ConfigError, DataError
 
 TEMPLATES = ("{}", "{}", "{} movie", "watch {}", "{} film", "movies like {}", "{} online", "best {}", "{} dvd",
              "{} streaming")
@@ -352,3 +358,102 @@ def read_rewrite_file(path: str | Path, fractions: tuple[float, float, float] = 
     queries = [q for q, _ in pairs]
     return RewriteData(list(bid_index), np.asarray(["file"] * len(bid_index)), values, queries,
                        np.asarray([b for _, b in pairs], np.int64), split_by_query(queries, fractions, seed))
+
+
+# ---- the task as a Dataset (train.py) ----------------------------------------------------------
+
+IGNORE = -1  # a label the loss and the metrics skip (the prompt's tokens, padding)
+
+
+def encode_rewriting(tokenizer, queries: Sequence[str], targets: Sequence[str], context: int = 0,
+                     where: str = "rewriting") -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forcing rows of (query, bidword) pairs for a causal LM.
+
+        row  = ids(query) + [SEP] + ids(bidword) + [EOS],   SEP = tokenizer size (one id past it), EOS = 0
+        tokens [N, T+1] int32 (right-padded with EOS), labels [N, T] int32 = tokens[:, 1:] on the
+        continuation (the bidword's ids and EOS), IGNORE on the query, SEP and padding
+
+    so the loss is the SFT cross-entropy of the continuation only, and a model decodes from
+    `ids(query) + [SEP]` (what `benchmarks/value_rewriting.py` does). T = `context`, or (0) the
+    longest row - 1; DataError naming the first row longer than T + 1.
+    """
+    sep = tokenizer.get_vocab_size()
+    q_ids = [e.ids for e in tokenizer.encode_batch(list(queries))]
+    b_ids = [e.ids for e in tokenizer.encode_batch(list(targets))]
+    rows = [q + [sep] + b + [0] for q, b in zip(q_ids, b_ids)]
+    width = max(map(len, rows)) if not context else int(context) + 1
+    tokens = np.zeros((len(rows), width), np.int32)
+    labels = np.full((len(rows), width - 1), IGNORE, np.int32)
+    for i, (row, q) in enumerate(zip(rows, q_ids)):
+        if len(row) > width:
+            raise DataError(f"{where} row {i} ({queries[i]!r} -> {targets[i]!r}) has {len(row)} tokens, more than "
+                            f"dataset.context + 1 = {width}; raise dataset.context or leave it 0 (the longest row)")
+        tokens[i, :len(row)] = row
+        labels[i, len(q):len(row) - 1] = row[len(q) + 1:]
+    return tokens, labels
+
+
+def load_rewriting(source: str = "movielens", path: str | None = None, data_dir: str | None = None,
+                   data_seed: int = 0, windows: int = 6, per_bidword: int = 3, vocab_size: int = 1024,
+                   context: int = 0, split: tuple = (0.8, 0.1, 0.1), split_seed: int = 0, max_queries: int = 0,
+                   *, fitted: Fitted | None = None) -> Dataset:
+    """Query -> bidword SFT data as a `Dataset` for `train.py` (`dataset.name='rewriting'`, task 'lm').
+
+    Args:
+      source: 'movielens' (`movielens_rewriting(data_dir, data_seed, windows, per_bidword)`, the
+        stand-in; its own split by query) or 'file' (`read_rewrite_file(path, split, split_seed)`).
+      vocab_size: the byte-level BPE's size, fitted on the bidwords and the train queries (the
+        model's vocabulary is one more: SEP). context: T (0 = the longest row).
+      max_queries: keep the first this many records of each split (0 = all; for quick runs).
+      fitted: an earlier load's state: its tokenizer is reused; DataError if the task differs.
+    Returns:
+      Dataset 'rewriting/<source>': feature `tokens` (vocab = tokenizer + SEP), splits
+      `{tokens [N, T+1], tokens_length [N], labels [N, T]}` (`encode_rewriting`), side
+      `token_bytes [V+1]` (SEP: 0 bytes), `values [M, W]`, `bidword_tokens [M, N_max]` (each bidword's
+      ids + EOS, EOS-padded: the weighted trie's sequences); fitted extra: the tokenizer, `sep_id`.
+    """
+    if source not in ("movielens", "file"):
+        raise ConfigError(f"dataset.source={source!r}: expected 'movielens' (the stand-in) or 'file' (dataset.path)")
+    if int(vocab_size) < MIN_BPE_VOCAB:
+        raise ConfigError(f"dataset.vocab_size={vocab_size}: a byte-level BPE has at least {MIN_BPE_VOCAB} ids")
+    if source == "file":
+        if not path:
+            raise ConfigError("dataset.source='file' reads dataset.path (a .tsv/.csv of query, bidword, value[, window])")
+        data = read_rewrite_file(path, tuple(split), int(split_seed))
+    else:
+        data = movielens_rewriting(data_dir, int(data_seed), int(windows), int(per_bidword))
+    digest = hashlib.sha256("\n".join(list(data.bidwords) + list(data.queries)).encode()).hexdigest()
+    rows = {s: data.rows(s)[:int(max_queries)] if max_queries else data.rows(s) for s in SPLITS}
+    if fitted is None:
+        tokenizer = train_tokenizer(list(data.bidwords) + [data.queries[i] for i in rows["train"]], int(vocab_size))
+    else:
+        if fitted.extra.get("task_sha256") != digest or "tokenizer" not in fitted.extra:
+            raise DataError(f"fitted state of the rewriting loader: fitted on another task (SHA-256 "
+                            f"{str(fitted.extra.get('task_sha256'))[:12]}..., this one {digest[:12]}...)")
+        tokenizer = load_tokenizer(fitted.extra["tokenizer"])
+    size = tokenizer.get_vocab_size() + 1                                   # + SEP
+    splits = {}
+    for s in SPLITS:
+        queries, targets = [data.queries[i] for i in rows[s]], [data.bidwords[b] for b in data.sources[rows[s]]]
+        if not queries:
+            raise DataError(f"rewriting/{source}: the {s} split is empty")
+        tokens, labels = encode_rewriting(tokenizer, queries, targets, context, f"rewriting/{source} {s} split")
+        splits[s] = {TOKENS: tokens, lengths_key(TOKENS): np.full(len(tokens), tokens.shape[1], np.int32),
+                     LABELS: labels}
+    width = max(v[TOKENS].shape[1] for v in splits.values())
+    for s, v in splits.items():                                              # one T over the splits
+        pad = width - v[TOKENS].shape[1]
+        v[TOKENS] = np.pad(v[TOKENS], ((0, 0), (0, pad)))
+        v[LABELS] = np.pad(v[LABELS], ((0, 0), (0, pad)), constant_values=IGNORE)
+        v[lengths_key(TOKENS)][:] = width
+    spec = SequenceSpec(TOKENS, max_len=width, encoding="identity", combiner=None, vocab_size=size)
+    if fitted is not None:
+        (spec,), _ = apply_fitted(fitted, (spec,), "fitted state of the rewriting loader")
+    bid = [e.ids + [0] for e in tokenizer.encode_batch(list(data.bidwords))]
+    bid_tokens = np.zeros((len(bid), max(map(len, bid))), np.int32)
+    for i, t in enumerate(bid):
+        bid_tokens[i, :len(t)] = t
+    side = {TOKEN_BYTES: np.append(token_bytes(tokenizer), 0), "values": data.values, "bidword_tokens": bid_tokens}
+    extra = {"task": f"rewriting/{source}", "task_sha256": digest, "vocab_size": int(vocab_size),
+             "tokenizer": tokenizer.to_str(), "sep_id": size - 1}
+    return Dataset(name=f"rewriting/{source}", features=(spec,), splits=splits, side=side, fitted=Fitted((spec,), {}, extra))

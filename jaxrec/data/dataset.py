@@ -81,8 +81,8 @@ class Dataset:
     def summary(self) -> str:
         sizes = ", ".join(f"{s}={self.num_rows(s):,}" for s in self.splits)
         y = np.asarray(self.splits["train"][LABELS])
-        if y.dtype.kind in "iu":  # next-token ids [N, T] (jaxrec.data.text)
-            rate = f"{y.size:,} train target tokens"
+        if y.dtype.kind in "iu":  # next-token ids [N, T] (jaxrec.data.text); < 0: skipped (jaxrec.data.bidwords)
+            rate = f"{int((y >= 0).sum()):,} train target tokens"
         elif y.ndim == 1:
             rate = f"train positive rate {float(np.mean(y)):.3f}"
         else:  # [N, T]: one rate per task

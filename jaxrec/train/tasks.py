@@ -12,9 +12,10 @@ bar, profiling, the mesh) is shared (`jaxrec.train.loop`).
              batch); the per-task gradients of the shared parameters `G [T, P]` are combined
              by `optimizer.multitask` (linear, pcgrad, mgda, cagrad, gradops with
              `optimizer.alpha`; `jaxrec.optim.multitask`); metrics `<task>/<metric>`.
-  lm         labels `[N, T]` int32 next-token ids (`jaxrec.data.text`: labels = tokens[:, 1:]),
-             outputs logits `[B, T, V]`; loss the mean next-token cross-entropy
-             -1/(B T) sum_{b,t} log softmax(z_{b,t})[y_{b,t}]; metrics `nll` (nats per token),
+  lm         labels `[N, T]` int32 next-token ids (`jaxrec.data.text`: labels = tokens[:, 1:]; a
+             label < 0 is skipped, e.g. a prompt's tokens in `jaxrec.data.bidwords`' SFT rows),
+             outputs logits `[B, T, V]`; loss the mean next-token cross-entropy over the kept labels
+             -1/|K| sum_{(b,t) in K} log softmax(z_{b,t})[y_{b,t}]; metrics `nll` (nats per token),
              `perplexity` = exp(nll), `bits_per_byte` = sum(-log p) / (ln 2 * bytes of the targets)
              (with the dataset's `token_bytes`), `count` (target tokens).
   next_item  labels `[N]` int32 item ids in 1..V-1 (`jaxrec.data.sequential`; id 0 padding),
@@ -194,8 +195,11 @@ class LMTask:
         return ("perplexity", "nll") + (("bits_per_byte",) if self.token_bytes is not None else ())
 
     def loss(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
-        """Mean next-token cross-entropy (nats) of logits `[B, T, V]` against ids `[B, T]`."""
-        return optax.softmax_cross_entropy_with_integer_labels(outputs.astype(jnp.float32), labels).mean()
+        """Mean next-token cross-entropy (nats) of logits `[B, T, V]` against ids `[B, T]`, over the
+        labels >= 0 (a label < 0 is skipped: a prompt's tokens, padding)."""
+        keep = labels >= 0
+        ce = optax.softmax_cross_entropy_with_integer_labels(outputs.astype(jnp.float32), jnp.maximum(labels, 0))
+        return jnp.where(keep, ce, 0.0).sum() / jnp.maximum(keep.sum(), 1)
 
     def eval_outputs(self, outputs: jax.Array, batch) -> jax.Array:
         """log p(target) `[B, T]` float32 of logits `[B, T, V]`, the targets `batch['tokens'][:, 1:]`."""
@@ -203,23 +207,29 @@ class LMTask:
         return jnp.take_along_axis(logp, batch[TOKENS][:, 1:, None].astype(jnp.int32), axis=-1)[..., 0]
 
     def metrics(self, labels: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None) -> dict[str, float]:
-        """`{'nll', 'perplexity', ('bits_per_byte'), 'count'}` of log p(target) `[N, T]` over a whole split."""
-        logp = np.asarray(outputs, np.float64)
+        """`{'nll', 'perplexity', ('bits_per_byte'), 'count'}` of log p(target) `[N, T]` over a whole
+        split, the positions whose label is >= 0."""
+        labels = np.asarray(labels)
+        keep = labels >= 0
+        logp = np.asarray(outputs, np.float64)[keep]
         nll = float(-logp.mean())
         out = {"perplexity": math.exp(nll) if nll < 700 else math.inf, "nll": nll}
         if self.token_bytes is not None:
-            out["bits_per_byte"] = float(-logp.sum() / math.log(2) / self.token_bytes[np.asarray(labels)].sum())
+            out["bits_per_byte"] = float(-logp.sum() / math.log(2) / self.token_bytes[labels[keep]].sum())
         out["count"] = int(logp.size)
         return out
 
     def check(self, dataset: Dataset, metric: str) -> None:
-        """Labels are int token ids `[N, T]` and equal `tokens[:, 1:]` (`tokens [N, T+1]`); a valid split."""
+        """Labels are int token ids `[N, T]`, `tokens [N, T+1]`, each label `tokens[:, 1:]` or < 0 (skipped); a valid split."""
         for split, cols in dataset.splits.items():
             labels, tokens = np.asarray(cols[LABELS]), cols.get(TOKENS)
             if labels.ndim != 2 or labels.dtype.kind not in "iu" or tokens is None or tokens.shape != (len(labels), labels.shape[1] + 1):
                 raise ConfigError(f"task.name='lm' reads windows tokens [N, T+1] and labels tokens[:, 1:] [N, T] "
                                   f"(dataset.name='text'); dataset {dataset.name!r} has labels {labels.dtype} {labels.shape}"
                                   f"{'' if tokens is None else f' and tokens {tokens.shape}'} in its {split} split")
+            if ((labels >= 0) & (labels != np.asarray(tokens)[:, 1:])).any() or not (labels >= 0).any():
+                raise DataError(f"dataset {dataset.name!r}, {split} split: task 'lm' labels must be tokens[:, 1:] "
+                                f"or < 0 (skipped), with at least one kept")
         _valid_labels(dataset)
 
 
