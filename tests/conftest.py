@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +43,28 @@ def small_config(ml100k_dir):
     c.train.progress_bar = False
     return c
 
+
+@contextlib.contextmanager
+def ray_cluster(**init_kwargs):
+    """A local Ray cluster (`jaxrec.train.ray_ps.init_ray`) for a test, then a check that no raylet /
+    gcs_server is left on the machine. Under pytest-xdist one cluster lives at a time: an exclusive
+    lock on a file in the temp dir is held from start to check (the check is machine-wide, so another
+    worker's live cluster would fail it)."""
+    import ray
+
+    from jaxrec.train import ray_ps
+
+    with open(Path(tempfile.gettempdir()) / "jaxrec-tests-ray.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            ray_ps.init_ray(**init_kwargs)
+            yield
+        finally:
+            ray.shutdown()
+            time.sleep(1.0)
+            left = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout.split()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        assert not left, f"Ray processes left running: {left}"
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False,

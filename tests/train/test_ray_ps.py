@@ -2,7 +2,6 @@
 to `train.py`, and faults (a killed worker, a killed shard). Each test starts and stops its
 own local Ray cluster; no Ray process is left behind."""
 
-import subprocess
 import time
 
 import jax
@@ -13,18 +12,15 @@ ray = pytest.importorskip("ray")
 
 from jaxrec.train import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
+from tests.conftest import ray_cluster  # noqa: E402
 from jaxrec.train import experiment as experiment_lib  # noqa: E402
 from jaxrec.train import loop  # noqa: E402
 
 
 @pytest.fixture
 def cluster():
-    ray_ps.init_ray()
-    yield
-    ray.shutdown()
-    time.sleep(1.0)
-    left = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout.split()
-    assert not left, f"Ray processes left running: {left}"
+    with ray_cluster():
+        yield
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ at its exact step from its checkpoint and log: no batch handed out twice, no ste
 One small Ray cluster for the module; no Ray process is left behind."""
 
 import json
-import subprocess
 import time
 
 import jax
@@ -16,17 +15,14 @@ ray = pytest.importorskip("ray")
 
 from jaxrec.train import ray_ps  # noqa: E402
 from jaxrec.errors import ConfigError  # noqa: E402
+from tests.conftest import ray_cluster  # noqa: E402
 from jaxrec.train import experiment as experiment_lib  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray_ps.init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-    time.sleep(1.0)
-    left = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout.split()
-    assert not left, f"Ray processes left running: {left}"
+    with ray_cluster(num_cpus=2):
+        yield
 
 
 @pytest.fixture
